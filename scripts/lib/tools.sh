@@ -1,0 +1,159 @@
+# shellcheck shell=bash
+# Finds or installs the servers and tools the stack and the tests need.
+#
+# Order of preference for each tool: what is already on PATH (the Nix dev
+# shell puts everything there), then a pinned build in the per-user cache,
+# then a fresh install (apt for Debian packages, the Go module proxy for Go
+# tools, pinned in tools/<name>/go.mod). A second run installs nothing.
+
+TOOLS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+TOOLS_CACHE="${USER_SYNC_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/user-sync/tools}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The version a tools/<name>/go.mod pins for its tool's module.
+go_tool_version() {
+  local name="$1" module="$2"
+  awk -v m="$module" '$1 == m { print $2; exit }' "$TOOLS_ROOT/tools/$name/go.mod"
+}
+
+# ensure_go_tool NAME MODULE PACKAGE: puts NAME on PATH, building the pinned
+# version into the cache when neither PATH nor the cache has it.
+ensure_go_tool() {
+  local name="$1" module="$2" package="$3" version bin
+  if command -v "$name" >/dev/null 2>&1 && [ -z "${USER_SYNC_FORCE_PINNED:-}" ]; then
+    return 0
+  fi
+  version="$(go_tool_version "$name" "$module")"
+  [ -n "$version" ] || die "tools/$name/go.mod does not pin $module"
+  bin="$TOOLS_CACHE/$name-$version/$name"
+  if [ ! -x "$bin" ]; then
+    command -v go >/dev/null 2>&1 || apt_install golang-go
+    log "building $name $version from the Go module proxy (once; cached in $TOOLS_CACHE)"
+    mkdir -p "$(dirname "$bin")"
+    (cd "$TOOLS_ROOT/tools/$name" && GOFLAGS=-mod=mod go build -trimpath -o "$bin.tmp" "$package") ||
+      die "could not build $name $version"
+    mv "$bin.tmp" "$bin"
+  fi
+  PATH="$(dirname "$bin"):$PATH"
+  export PATH
+}
+
+APT_UPDATED=""
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "missing $*: install it (no apt-get here)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    $sudo apt-get update -qq >/dev/null || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+    die "apt-get install $* failed"
+}
+
+# PostgreSQL server binaries (initdb, postgres, pg_ctl) live outside PATH on Debian.
+ensure_postgres() {
+  if command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1 &&
+    command -v pg_isready >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; then
+    return 0
+  fi
+  local dir
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  if [ -z "$dir" ]; then
+    apt_install postgresql
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  fi
+  [ -n "$dir" ] || die "PostgreSQL is not installed and apt could not install it"
+  PATH="$dir:$PATH"
+  export PATH
+}
+
+ensure_prometheus() {
+  command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+}
+
+ensure_nix_parser() {
+  command -v nix-instantiate >/dev/null 2>&1 || apt_install nix-bin
+}
+
+ensure_curl() {
+  command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] ||
+    die "cargo is missing: install Rust (https://rustup.rs) or run inside 'nix develop'"
+  PATH="$HOME/.cargo/bin:$PATH"
+  export PATH
+}
+
+# The MongoDB-wire server: real mongod when present (Nix), otherwise FerretDB.
+ensure_mongo() {
+  if command -v mongod >/dev/null 2>&1 && [ -z "${USER_SYNC_USE_FERRETDB:-}" ]; then
+    return 0
+  fi
+  ensure_ferretdb
+}
+
+# FerretDB panics at start ("Invalid build/version/version.txt file content")
+# when built straight from the module proxy: that file is generated in its
+# repository and absent from the module. So build from a copy of the module
+# with the file written, through a replace in a scratch copy of
+# tools/ferretdb/go.mod (the dependency pins stay those of tools/ferretdb).
+# A cached binary that cannot print its version is rebuilt.
+ensure_ferretdb() {
+  if command -v ferretdb >/dev/null 2>&1 && [ -z "${USER_SYNC_FORCE_PINNED:-}" ]; then
+    return 0
+  fi
+  local module=github.com/FerretDB/FerretDB version bin src scratch
+  version="$(go_tool_version ferretdb "$module")"
+  [ -n "$version" ] || die "tools/ferretdb/go.mod does not pin $module"
+  bin="$TOOLS_CACHE/ferretdb-$version/ferretdb"
+  if ! "$bin" --version >/dev/null 2>&1; then
+    command -v go >/dev/null 2>&1 || apt_install golang-go
+    log "building ferretdb $version from the Go module proxy (once; cached in $TOOLS_CACHE)"
+    src="$(cd "$TOOLS_ROOT/tools/ferretdb" && GOFLAGS=-mod=mod go mod download -json "$module@$version" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [ -d "$src" ] || die "could not download $module $version"
+    scratch="$(mktemp -d)"
+    if ! { cp -R "$src" "$scratch/src" && chmod -R u+w "$scratch/src" &&
+      printf '%s\n' "$version" >"$scratch/src/build/version/version.txt" &&
+      cp "$TOOLS_ROOT/tools/ferretdb/go.mod" "$TOOLS_ROOT/tools/ferretdb/go.sum" "$scratch/" &&
+      printf 'replace %s => %s\n' "$module" "$scratch/src" >>"$scratch/go.mod"; }; then
+      rm -rf "$scratch"
+      die "could not prepare the ferretdb $version source"
+    fi
+    mkdir -p "$(dirname "$bin")"
+    if ! (cd "$TOOLS_ROOT/tools/ferretdb" &&
+      GOFLAGS=-mod=mod go build -modfile="$scratch/go.mod" -trimpath -o "$bin.tmp" "$module/cmd/ferretdb"); then
+      rm -rf "$scratch"
+      die "could not build ferretdb $version"
+    fi
+    rm -rf "$scratch"
+    mv "$bin.tmp" "$bin"
+  fi
+  PATH="$(dirname "$bin"):$PATH"
+  export PATH
+}
+
+ensure_nats() {
+  ensure_go_tool nats-server github.com/nats-io/nats-server/v2 github.com/nats-io/nats-server/v2
+}
+
+ensure_process_compose() {
+  ensure_go_tool process-compose github.com/f1bonacc1/process-compose github.com/f1bonacc1/process-compose
+}
+
+# Everything the stack needs to run.
+ensure_stack_tools() {
+  ensure_curl
+  ensure_postgres
+  ensure_mongo
+  ensure_nats
+  ensure_prometheus
+  ensure_process_compose
+}

@@ -1,0 +1,103 @@
+//! Configuration, read once from the environment.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `NOTIFICATION_SERVICE_ADDR` | `127.0.0.1:8081` |
+//! | `MONGODB_URI` | `mongodb://localhost:27017` |
+//! | `MONGODB_DATABASE` | `notifications_db` |
+//! | `NATS_URL` | `nats://localhost:4222` |
+//! | `NATS_SUBJECT` | `user.events` |
+//! | `NATS_STREAM` | `USER_EVENTS` |
+//! | `NATS_STREAM_MAX_AGE_SECS` | `604800` (7 days) |
+//! | `NATS_CONSUMER` | `notification-service` |
+//! | `CONSUMER_WORKERS` | `8` (events of one user always go to the same worker) |
+//! | `CONSUMER_MAX_ACK_PENDING` | `1024` |
+//! | `CONSUMER_ACK_WAIT_MS` | `30000` |
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Result;
+use service_kit::env::Vars;
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8081";
+pub const DEFAULT_MONGODB_URI: &str = "mongodb://localhost:27017";
+pub const DEFAULT_DATABASE: &str = "notifications_db";
+pub const COLLECTION: &str = "user_notifications";
+pub const DEAD_LETTER_COLLECTION: &str = "dead_letters";
+pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
+pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_WORKERS: usize = 8;
+pub const DEFAULT_MAX_ACK_PENDING: i64 = 1024;
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub mongodb_uri: String,
+    pub database: String,
+    pub nats: NatsConfig,
+}
+
+/// Where events come from and how they are consumed.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub url: String,
+    pub subject: String,
+    pub stream: String,
+    pub stream_max_age: Duration,
+    pub consumer: String,
+    pub workers: usize,
+    pub max_ack_pending: i64,
+    pub ack_wait: Duration,
+}
+
+impl Config {
+    /// # Errors
+    /// When a variable is set to a value that does not parse.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// # Errors
+    /// When a variable is set to a value that does not parse.
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        Ok(Self {
+            addr: vars.parse("NOTIFICATION_SERVICE_ADDR", DEFAULT_ADDR.parse()?)?,
+            mongodb_uri: vars.string("MONGODB_URI", DEFAULT_MONGODB_URI),
+            database: vars.string("MONGODB_DATABASE", DEFAULT_DATABASE),
+            nats: NatsConfig {
+                url: vars.string("NATS_URL", DEFAULT_NATS_URL),
+                subject: vars.string("NATS_SUBJECT", events::SUBJECT),
+                stream: vars.string("NATS_STREAM", events::STREAM),
+                stream_max_age: Duration::from_secs(
+                    vars.parse("NATS_STREAM_MAX_AGE_SECS", DEFAULT_STREAM_MAX_AGE.as_secs())?,
+                ),
+                consumer: vars.string("NATS_CONSUMER", events::CONSUMER),
+                workers: vars.parse("CONSUMER_WORKERS", DEFAULT_WORKERS)?.max(1),
+                max_ack_pending: vars.parse("CONSUMER_MAX_ACK_PENDING", DEFAULT_MAX_ACK_PENDING)?.max(1),
+                ack_wait: vars.millis("CONSUMER_ACK_WAIT_MS", DEFAULT_ACK_WAIT)?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_original_demos() {
+        let config = Config::from_vars(&Vars::from_pairs([])).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8081");
+        assert_eq!(config.mongodb_uri, "mongodb://localhost:27017");
+        assert_eq!(config.database, "notifications_db");
+        assert_eq!(config.nats.subject, "user.events");
+        assert_eq!(config.nats.consumer, "notification-service");
+    }
+
+    #[test]
+    fn zero_workers_means_one() {
+        let config = Config::from_vars(&Vars::from_pairs([("CONSUMER_WORKERS", "0")])).unwrap();
+        assert_eq!(config.nats.workers, 1);
+    }
+}

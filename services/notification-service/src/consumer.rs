@@ -1,0 +1,248 @@
+//! The durable JetStream consumer that keeps the copy in sync.
+//!
+//! A dispatcher pulls messages and hands each to one of N workers chosen by
+//! user id, so the events of one user are applied one at a time and in
+//! delivery order (FerretDB's updates are not atomic, and it keeps MongoDB
+//! from doing needless work). A message is acknowledged only after MongoDB
+//! has its effect. When MongoDB fails, the worker retries the same message
+//! with backoff, telling JetStream it is still working on it, so nothing is
+//! dropped and the user's later events wait behind it. Messages that can never
+//! be applied (not JSON, unknown type) are stored as dead letters and
+//! terminated; the consumer goes on.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::{Context as _, Result};
+use async_nats::jetstream::{
+    self, AckKind, Message,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+};
+use chrono::Utc;
+use events::UserEvent;
+use futures::StreamExt;
+use tokio::{sync::mpsc, task::JoinSet};
+
+use crate::{
+    config::NatsConfig,
+    store::{DeadLetter, NotificationStore},
+};
+
+/// First and largest wait between retries of a failed MongoDB write.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Wait before trying again to reach JetStream at start-up.
+const SETUP_RETRY: Duration = Duration::from_secs(1);
+/// How often the consumer's pending and redelivered counts are exported.
+const INFO_INTERVAL: Duration = Duration::from_secs(2);
+
+pub struct Consumer {
+    js: jetstream::Context,
+    config: NatsConfig,
+    store: NotificationStore,
+}
+
+/// What a worker is handed.
+enum Task {
+    Event(Message, Box<UserEvent>),
+    Poison(Message, String),
+}
+
+impl Consumer {
+    pub fn new(js: jetstream::Context, config: NatsConfig, store: NotificationStore) -> Self {
+        Self { js, config, store }
+    }
+
+    /// Creates the stream (if user-service has not yet) and the durable
+    /// consumer (if absent). Idempotent.
+    ///
+    /// # Errors
+    /// When JetStream is unreachable or refuses the configuration.
+    pub async fn setup(&self) -> Result<PullConsumer> {
+        let stream = events::ensure_stream(&self.js, &self.config.stream, &self.config.subject, self.config.stream_max_age)
+            .await
+            .context("creating the stream")?;
+        stream
+            .get_or_create_consumer(
+                &self.config.consumer,
+                pull::Config {
+                    durable_name: Some(self.config.consumer.clone()),
+                    ack_policy: AckPolicy::Explicit,
+                    deliver_policy: DeliverPolicy::All,
+                    ack_wait: self.config.ack_wait,
+                    max_ack_pending: self.config.max_ack_pending,
+                    filter_subject: self.config.subject.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("creating the durable consumer")
+    }
+
+    /// Consumes until `shutdown` completes: then stops pulling, lets the
+    /// workers finish what they were handed, and returns. Messages pulled
+    /// but not acknowledged are redelivered to the next run.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut consumer = loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                setup = self.setup() => match setup {
+                    Ok(consumer) => break consumer,
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "JetStream not ready; retrying");
+                        tokio::time::sleep(SETUP_RETRY).await;
+                    }
+                },
+            }
+        };
+        tracing::info!(consumer = %self.config.consumer, stream = %self.config.stream, "consuming");
+
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let mut workers = JoinSet::new();
+        let mut queues = Vec::with_capacity(self.config.workers);
+        let capacity = usize::try_from(self.config.max_ack_pending).unwrap_or(1024).div_ceil(self.config.workers).max(1);
+        for _ in 0..self.config.workers {
+            let (tx, rx) = mpsc::channel(capacity);
+            queues.push(tx);
+            workers.spawn(work(rx, self.store.clone(), workers_stopped.clone()));
+        }
+
+        let mut info_tick = tokio::time::interval(INFO_INTERVAL);
+        'pull: loop {
+            let mut messages = match consumer.messages().await {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pull from the consumer; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => break 'pull,
+                        () = tokio::time::sleep(SETUP_RETRY) => continue 'pull,
+                    }
+                }
+            };
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break 'pull,
+                    _ = info_tick.tick() => export_info(&mut consumer).await,
+                    next = messages.next() => match next {
+                        Some(Ok(message)) => {
+                            let (shard, task) = route(message, queues.len());
+                            if queues[shard].send(task).await.is_err() {
+                                break 'pull;
+                            }
+                        }
+                        Some(Err(e)) => tracing::warn!(error = %e, "pulling messages"),
+                        None => continue 'pull,
+                    },
+                }
+            }
+        }
+        // Stop pulling; workers finish their current message (a retry loop
+        // is cut short and its message redelivered later) and drain.
+        let _ = stop_workers.send(true);
+        drop(queues);
+        while workers.join_next().await.is_some() {}
+        tracing::info!("consumer stopped");
+    }
+}
+
+/// Decodes a message and picks its worker: by user id, so one user's events
+/// are never applied concurrently.
+fn route(message: Message, workers: usize) -> (usize, Task) {
+    match UserEvent::decode(&message.payload) {
+        Ok(event) => {
+            let shard = usize::try_from(event.payload.id.unsigned_abs()).unwrap_or(0) % workers;
+            (shard, Task::Event(message, Box::new(event)))
+        }
+        Err(e) => (0, Task::Poison(message, e.to_string())),
+    }
+}
+
+async fn work(mut queue: mpsc::Receiver<Task>, store: NotificationStore, stopping: tokio::sync::watch::Receiver<bool>) {
+    while let Some(task) = queue.recv().await {
+        match task {
+            Task::Event(message, event) => {
+                let kind = event.kind.as_str();
+                let applied = retry(&message, &stopping, || store.apply(&event)).await;
+                let Some(outcome) = applied else { continue };
+                if outcome == crate::store::Outcome::Applied {
+                    let latency = (Utc::now() - event.occurred_at).to_std().unwrap_or_default();
+                    metrics::histogram!("sync_latency_seconds").record(latency.as_secs_f64());
+                }
+                metrics::counter!("sync_events_total", "type" => kind, "outcome" => outcome.as_str()).increment(1);
+                tracing::debug!(user_id = event.payload.id, version = event.version, outcome = outcome.as_str(), "event");
+                ack(&message, AckKind::Ack).await;
+            }
+            Task::Poison(message, reason) => {
+                let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+                let letter = DeadLetter {
+                    subject: message.subject.as_str(),
+                    stream_sequence: sequence,
+                    payload: &message.payload,
+                    reason: reason.clone(),
+                };
+                if retry(&message, &stopping, || store.dead_letter(&letter)).await.is_none() {
+                    continue;
+                }
+                tracing::warn!(stream_sequence = sequence, %reason, "dead-lettered a message");
+                metrics::counter!("sync_events_total", "type" => "unknown", "outcome" => "dead_lettered").increment(1);
+                ack(&message, AckKind::Term).await;
+            }
+        }
+    }
+}
+
+/// Runs `op` until it succeeds, waiting longer after each failure and keeping
+/// the message from being redelivered meanwhile. Returns `None` when told to
+/// stop first; the message is then nak'ed, to be redelivered.
+async fn retry<T, F, Fut>(message: &Message, stopping: &tokio::sync::watch::Receiver<bool>, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = mongodb::error::Result<T>>,
+{
+    let mut wait = RETRY_MIN;
+    let mut stopping = stopping.clone();
+    loop {
+        match op().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                metrics::counter!("sync_store_errors_total").increment(1);
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis(), "MongoDB write failed; retrying");
+                ack(message, AckKind::Progress).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stopped(&mut stopping) => {
+                        ack(message, AckKind::Nak(None)).await;
+                        return None;
+                    }
+                }
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Completes once the consumer is stopping.
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+async fn ack(message: &Message, kind: AckKind) {
+    // A lost ack only means a redelivery, which the version guard absorbs.
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::warn!(error = %e, "could not acknowledge a message");
+    }
+}
+
+async fn export_info(consumer: &mut PullConsumer) {
+    match consumer.info().await {
+        Ok(info) => {
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics::gauge!("consumer_pending_messages").set(info.num_pending as f64);
+                metrics::gauge!("consumer_ack_pending_messages").set(info.num_ack_pending as f64);
+                metrics::gauge!("consumer_redelivered_messages").set(info.num_redelivered as f64);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read consumer info"),
+    }
+}

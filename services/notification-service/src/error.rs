@@ -1,0 +1,40 @@
+//! The HTTP layer's errors and how each becomes a response.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use service_kit::http::error_response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no notification data for user {0}")]
+    NotFound(i64),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] mongodb::error::Error),
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<mongodb::error::Error> for ApiError {
+    fn from(err: mongodb::error::Error) -> Self {
+        ApiError::Unavailable(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        error_response(status, self.to_string())
+    }
+}

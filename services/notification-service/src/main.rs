@@ -1,0 +1,13 @@
+//! notification-service: reads its configuration, then consumes and serves
+//! until SIGTERM.
+
+use anyhow::Result;
+use notification_service::{Application, Config};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    service_kit::telemetry::init("info,mongodb=warn");
+    let config = Config::from_env()?;
+    let app = Application::build(config).await?;
+    app.run_until(service_kit::shutdown::signal()).await
+}

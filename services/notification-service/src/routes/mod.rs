@@ -1,0 +1,27 @@
+//! HTTP routes: each resource module owns its router; [`router`] merges them.
+
+mod health;
+mod notifications;
+
+use axum::{Router, middleware, routing::get};
+use tower_http::trace::TraceLayer;
+
+use crate::store::NotificationStore;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: NotificationStore,
+    pub nats: async_nats::Client,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(notifications::router())
+        .merge(health::router())
+        .route("/metrics", get(service_kit::metrics::render))
+        .fallback(service_kit::http::not_found)
+        .layer(middleware::from_fn(service_kit::metrics::track_http))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,124 @@
+//! Configuration, read once from the environment.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `USER_SERVICE_ADDR` | `127.0.0.1:8080` |
+//! | `DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` |
+//! | `DATABASE_MAX_CONNECTIONS` | `10` |
+//! | `NATS_URL` | `nats://localhost:4222` |
+//! | `NATS_SUBJECT` | `user.events` |
+//! | `NATS_STREAM` | `USER_EVENTS` |
+//! | `NATS_STREAM_MAX_AGE_SECS` | `604800` (7 days) |
+//! | `OUTBOX_SWEEP_INTERVAL_MS` | `1000` |
+//! | `OUTBOX_BATCH_SIZE` | `256` |
+//! | `OUTBOX_RETENTION_SECS` | `86400` (published rows kept 1 day) |
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Result;
+use service_kit::env::Vars;
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/users_db";
+pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_BATCH_SIZE: i64 = 256;
+pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub max_connections: u32,
+    pub nats: NatsConfig,
+    pub relay: RelayConfig,
+}
+
+/// Where events go.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub url: String,
+    pub subject: String,
+    pub stream: String,
+    /// How long the stream keeps events (and so how far back a replay reaches).
+    pub stream_max_age: Duration,
+}
+
+/// How the outbox relay works.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// How often unpublished rows are looked for even when nobody asked: the
+    /// sweep that turns a crash or a NATS outage into a delay, not a loss.
+    /// `0` disables the sweep (only for tests that prove it is needed).
+    pub sweep_interval: Duration,
+    pub batch_size: i64,
+    /// How long published rows stay in the outbox before they are deleted.
+    pub retention: Duration,
+}
+
+impl Config {
+    /// # Errors
+    /// When a variable is set to a value that does not parse.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// # Errors
+    /// When a variable is set to a value that does not parse.
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        Ok(Self {
+            addr: vars.parse("USER_SERVICE_ADDR", DEFAULT_ADDR.parse()?)?,
+            database_url: vars.string("DATABASE_URL", DEFAULT_DATABASE_URL),
+            max_connections: vars.parse("DATABASE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
+            nats: NatsConfig {
+                url: vars.string("NATS_URL", DEFAULT_NATS_URL),
+                subject: vars.string("NATS_SUBJECT", events::SUBJECT),
+                stream: vars.string("NATS_STREAM", events::STREAM),
+                stream_max_age: Duration::from_secs(
+                    vars.parse("NATS_STREAM_MAX_AGE_SECS", DEFAULT_STREAM_MAX_AGE.as_secs())?,
+                ),
+            },
+            relay: RelayConfig {
+                sweep_interval: vars.millis("OUTBOX_SWEEP_INTERVAL_MS", DEFAULT_SWEEP_INTERVAL)?,
+                batch_size: vars.parse("OUTBOX_BATCH_SIZE", DEFAULT_BATCH_SIZE)?.max(1),
+                retention: Duration::from_secs(
+                    vars.parse("OUTBOX_RETENTION_SECS", DEFAULT_OUTBOX_RETENTION.as_secs())?,
+                ),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_original_demos() {
+        let config = Config::from_vars(&Vars::from_pairs([])).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "postgres://postgres@localhost:5432/users_db");
+        assert_eq!(config.nats.url, "nats://localhost:4222");
+        assert_eq!(config.nats.subject, "user.events");
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let config = Config::from_vars(&Vars::from_pairs([
+            ("USER_SERVICE_ADDR", "0.0.0.0:9000"),
+            ("NATS_SUBJECT", "t1.user.events"),
+            ("OUTBOX_SWEEP_INTERVAL_MS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(config.addr.port(), 9000);
+        assert_eq!(config.nats.subject, "t1.user.events");
+        assert_eq!(config.relay.sweep_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_bad_address_is_an_error() {
+        assert!(Config::from_vars(&Vars::from_pairs([("USER_SERVICE_ADDR", "localhost")])).is_err());
+    }
+}

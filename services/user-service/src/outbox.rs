@@ -1,0 +1,82 @@
+//! Reading the outbox: the relay's side of the table.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use events::UserEvent;
+use sqlx::{PgPool, types::Json};
+
+/// An event waiting to be published.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Pending {
+    pub id: i64,
+    pub event: Json<UserEvent>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How far behind the relay is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    pub unpublished: i64,
+    pub oldest_age: Duration,
+}
+
+/// The oldest unpublished events, in commit order, at most `limit`.
+///
+/// # Errors
+/// When the database fails.
+pub async fn pending(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Pending>> {
+    sqlx::query_as("SELECT id, event, created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1")
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// Stamps the rows JetStream acknowledged.
+///
+/// # Errors
+/// When the database fails; the rows are then published again later, and the
+/// stream's duplicate window or the consumer's version guard drops the copy.
+pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Counts unpublished rows and the age of the oldest.
+///
+/// # Errors
+/// When the database fails.
+pub async fn backlog(pool: &PgPool) -> sqlx::Result<Backlog> {
+    let (unpublished, oldest_age_secs): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 \
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Backlog {
+        unpublished,
+        oldest_age: Duration::from_secs_f64(oldest_age_secs.unwrap_or(0.0).max(0.0)),
+    })
+}
+
+/// Deletes rows published longer than `retention` ago; returns how many.
+///
+/// # Errors
+/// When the database fails.
+pub async fn prune(pool: &PgPool, retention: Duration) -> sqlx::Result<u64> {
+    let secs = retention.as_secs_f64();
+    let done = sqlx::query(
+        "DELETE FROM outbox WHERE published_at IS NOT NULL \
+         AND published_at < clock_timestamp() - make_interval(secs => $1)",
+    )
+    .bind(secs)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

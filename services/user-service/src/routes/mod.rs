@@ -1,0 +1,43 @@
+//! HTTP routes: each resource module owns its router; [`router`] merges them.
+
+mod health;
+mod users;
+
+use std::sync::Arc;
+
+use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tower_http::trace::TraceLayer;
+
+use crate::store::UserStore;
+
+/// Request bodies larger than this are answered with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub users: UserStore,
+    /// Wakes the outbox relay after a commit.
+    pub relay_wake: Arc<Notify>,
+    pub nats: async_nats::Client,
+}
+
+impl AppState {
+    pub fn pool(&self) -> &PgPool {
+        self.users.pool()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(users::router())
+        .merge(health::router())
+        .route("/metrics", get(service_kit::metrics::render))
+        .fallback(service_kit::http::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(service_kit::metrics::track_http))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

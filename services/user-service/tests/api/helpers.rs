@@ -1,0 +1,155 @@
+use std::time::Duration;
+
+use async_nats::jetstream;
+use events::UserEvent;
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use testkit::{Names, shared, wait::eventually};
+use tokio::{sync::oneshot, task::JoinHandle};
+use user_service::{Application, Config};
+
+/// A running user-service on a random port, with its own database and stream.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub pool: sqlx::PgPool,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A config with fresh names on the shared servers (or the NATS given).
+pub async fn test_config(nats_url: Option<String>) -> Config {
+    let names = Names::new();
+    let database_url = shared::fresh_postgres(&names.postgres_database()).await.expect("fresh database");
+    let mut config = Config::from_vars(&service_kit::env::Vars::from_pairs([])).expect("default config");
+    config.addr = "127.0.0.1:0".parse().expect("addr");
+    config.database_url = database_url;
+    config.nats.url = nats_url.unwrap_or_else(shared::nats_url);
+    config.nats.subject = names.subject();
+    config.nats.stream = names.stream();
+    config.relay.sweep_interval = Duration::from_millis(200);
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_config(None).await).await
+    }
+
+    pub async fn spawn_with(config: Config) -> Self {
+        let app = Application::build(config.clone()).await.expect("user-service builds");
+        let base = format!("http://{}", app.local_addr().expect("addr"));
+        let pool = sqlx::PgPool::connect(&config.database_url).await.expect("test pool");
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            pool,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the service gracefully and waits for it to exit.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("no panic").expect("clean exit");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.http.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Response {
+        self.http.put(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.http.delete(self.url(path)).send().await.expect("request")
+    }
+
+    /// Creates a user and returns its JSON.
+    pub async fn create_user(&self, name: &str, email: &str) -> Value {
+        let response = self.post_json("/users", &serde_json::json!({"name": name, "email": email})).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("json")
+    }
+
+    pub async fn outbox_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&self.pool).await.expect("count")
+    }
+
+    pub async fn unpublished_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Every event in the test's stream, in stream order.
+    pub async fn stream_events(&self, nats_url: &str) -> Vec<UserEvent> {
+        stream_events(nats_url, &self.config.nats.stream).await
+    }
+
+    /// Waits until the stream holds `n` events and returns them.
+    pub async fn wait_for_events(&self, n: usize) -> Vec<UserEvent> {
+        let url = self.config.nats.url.clone();
+        eventually(&format!("{n} events in the stream"), testkit::wait::DEFAULT_PATIENCE, || async {
+            let events = stream_events(&url, &self.config.nats.stream).await;
+            if events.len() >= n { Ok(events) } else { Err(format!("{} events", events.len())) }
+        })
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Reads a stream's events; an absent stream has none.
+pub async fn stream_events(nats_url: &str, stream: &str) -> Vec<UserEvent> {
+    let Ok(client) = async_nats::connect(nats_url).await else { return Vec::new() };
+    let js = jetstream::new(client);
+    let Ok(mut stream) = js.get_stream(stream).await else { return Vec::new() };
+    let Ok(info) = stream.info().await else { return Vec::new() };
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let mut events = Vec::new();
+    if info.state.messages == 0 {
+        return events;
+    }
+    for seq in first..=last {
+        if let Ok(message) = stream.get_raw_message(seq).await {
+            events.push(UserEvent::decode(&message.payload).expect("every published event decodes"));
+        }
+    }
+    events
+}
+
+/// Asserts a response is an error with `status` and a JSON `{"error": "..."}` body.
+pub async fn assert_json_error(response: Response, status: StatusCode, case: &str) {
+    assert_eq!(response.status(), status, "{case}");
+    let body: Value = response.json().await.unwrap_or_else(|e| panic!("{case}: body is not JSON: {e}"));
+    let message = body["error"].as_str().unwrap_or_else(|| panic!("{case}: no error message in {body}"));
+    assert!(!message.is_empty(), "{case}: empty error message");
+}

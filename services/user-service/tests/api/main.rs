@@ -1,0 +1,7 @@
+//! user-service against real PostgreSQL and NATS JetStream: each test gets
+//! its own database, subject and stream.
+
+mod errors;
+mod helpers;
+mod outbox;
+mod users;
