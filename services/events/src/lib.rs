@@ -11,6 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod stream;
+pub use stream::{DUPLICATE_WINDOW, ensure_stream};
+
 /// Subject every user change is published on.
 pub const SUBJECT: &str = "user.events";
 /// JetStream stream that captures [`SUBJECT`].
@@ -78,7 +81,12 @@ pub enum DecodeError {
 
 impl UserEvent {
     /// Builds the event for a change of `payload`.
-    pub fn new(kind: EventType, payload: UserPayload, version: i64, occurred_at: DateTime<Utc>) -> Self {
+    pub fn new(
+        kind: EventType,
+        payload: UserPayload,
+        version: i64,
+        occurred_at: DateTime<Utc>,
+    ) -> Self {
         Self {
             kind,
             payload,
@@ -153,7 +161,11 @@ mod tests {
 
     #[test]
     fn type_names_match_the_wire() {
-        for kind in [EventType::UserCreated, EventType::UserUpdated, EventType::UserDeleted] {
+        for kind in [
+            EventType::UserCreated,
+            EventType::UserUpdated,
+            EventType::UserDeleted,
+        ] {
             let wire = serde_json::to_value(kind).unwrap();
             assert_eq!(wire, json!(kind.as_str()), "{kind:?}");
         }
@@ -195,33 +207,3 @@ mod tests {
         assert_ne!(a.event_id, b.event_id);
     }
 }
-
-/// Creates the JetStream stream that captures `subject` unless it exists.
-/// Both services call this at start-up, so either may start first.
-///
-/// The stream keeps events for `max_age` (how far back a replay reaches) and
-/// drops a republished event whose `Nats-Msg-Id` it saw in the last two
-/// minutes; older duplicates are dropped by the consumer's version guard.
-///
-/// # Errors
-/// When JetStream is unreachable or a stream of that name has an
-/// incompatible configuration.
-pub async fn ensure_stream(
-    js: &async_nats::jetstream::Context,
-    name: &str,
-    subject: &str,
-    max_age: std::time::Duration,
-) -> Result<async_nats::jetstream::stream::Stream, async_nats::jetstream::context::CreateStreamError> {
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: name.to_owned(),
-        subjects: vec![subject.to_owned()],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        max_age,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await
-}
-
-/// How long the stream remembers event ids to drop republished events.
-pub const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);

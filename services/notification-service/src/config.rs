@@ -74,7 +74,9 @@ impl Config {
                 ),
                 consumer: vars.string("NATS_CONSUMER", events::CONSUMER),
                 workers: vars.parse("CONSUMER_WORKERS", DEFAULT_WORKERS)?.max(1),
-                max_ack_pending: vars.parse("CONSUMER_MAX_ACK_PENDING", DEFAULT_MAX_ACK_PENDING)?.max(1),
+                max_ack_pending: vars
+                    .parse("CONSUMER_MAX_ACK_PENDING", DEFAULT_MAX_ACK_PENDING)?
+                    .max(1),
                 ack_wait: vars.millis("CONSUMER_ACK_WAIT_MS", DEFAULT_ACK_WAIT)?,
             },
         })

@@ -58,9 +58,14 @@ impl Consumer {
     /// # Errors
     /// When JetStream is unreachable or refuses the configuration.
     pub async fn setup(&self) -> Result<PullConsumer> {
-        let stream = events::ensure_stream(&self.js, &self.config.stream, &self.config.subject, self.config.stream_max_age)
-            .await
-            .context("creating the stream")?;
+        let stream = events::ensure_stream(
+            &self.js,
+            &self.config.stream,
+            &self.config.subject,
+            self.config.stream_max_age,
+        )
+        .await
+        .context("creating the stream")?;
         stream
             .get_or_create_consumer(
                 &self.config.consumer,
@@ -100,7 +105,10 @@ impl Consumer {
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let mut workers = JoinSet::new();
         let mut queues = Vec::with_capacity(self.config.workers);
-        let capacity = usize::try_from(self.config.max_ack_pending).unwrap_or(1024).div_ceil(self.config.workers).max(1);
+        let capacity = usize::try_from(self.config.max_ack_pending)
+            .unwrap_or(1024)
+            .div_ceil(self.config.workers)
+            .max(1);
         for _ in 0..self.config.workers {
             let (tx, rx) = mpsc::channel(capacity);
             queues.push(tx);
@@ -157,7 +165,11 @@ fn route(message: Message, workers: usize) -> (usize, Task) {
     }
 }
 
-async fn work(mut queue: mpsc::Receiver<Task>, store: NotificationStore, stopping: tokio::sync::watch::Receiver<bool>) {
+async fn work(
+    mut queue: mpsc::Receiver<Task>,
+    store: NotificationStore,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
     while let Some(task) = queue.recv().await {
         match task {
             Task::Event(message, event) => {
@@ -165,22 +177,35 @@ async fn work(mut queue: mpsc::Receiver<Task>, store: NotificationStore, stoppin
                 let applied = retry(&message, &stopping, || store.apply(&event)).await;
                 let Some(outcome) = applied else { continue };
                 if outcome == crate::store::Outcome::Applied {
-                    let latency = (Utc::now() - event.occurred_at).to_std().unwrap_or_default();
+                    let latency = (Utc::now() - event.occurred_at)
+                        .to_std()
+                        .unwrap_or_default();
                     metrics::histogram!("sync_latency_seconds").record(latency.as_secs_f64());
                 }
                 metrics::counter!("sync_events_total", "type" => kind, "outcome" => outcome.as_str()).increment(1);
-                tracing::debug!(user_id = event.payload.id, version = event.version, outcome = outcome.as_str(), "event");
+                tracing::debug!(
+                    user_id = event.payload.id,
+                    version = event.version,
+                    outcome = outcome.as_str(),
+                    "event"
+                );
                 ack(&message, AckKind::Ack).await;
             }
             Task::Poison(message, reason) => {
-                let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+                let sequence = message
+                    .info()
+                    .map(|i| i.stream_sequence)
+                    .unwrap_or_default();
                 let letter = DeadLetter {
                     subject: message.subject.as_str(),
                     stream_sequence: sequence,
                     payload: &message.payload,
                     reason: reason.clone(),
                 };
-                if retry(&message, &stopping, || store.dead_letter(&letter)).await.is_none() {
+                if retry(&message, &stopping, || store.dead_letter(&letter))
+                    .await
+                    .is_none()
+                {
                     continue;
                 }
                 tracing::warn!(stream_sequence = sequence, %reason, "dead-lettered a message");
@@ -194,7 +219,11 @@ async fn work(mut queue: mpsc::Receiver<Task>, store: NotificationStore, stoppin
 /// Runs `op` until it succeeds, waiting longer after each failure and keeping
 /// the message from being redelivered meanwhile. Returns `None` when told to
 /// stop first; the message is then nak'ed, to be redelivered.
-async fn retry<T, F, Fut>(message: &Message, stopping: &tokio::sync::watch::Receiver<bool>, mut op: F) -> Option<T>
+async fn retry<T, F, Fut>(
+    message: &Message,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+    mut op: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = mongodb::error::Result<T>>,

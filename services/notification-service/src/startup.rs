@@ -33,21 +33,31 @@ impl Application {
     /// When MongoDB is unreachable, `MONGODB_URI` is invalid, or the address
     /// cannot be bound.
     pub async fn build(config: Config) -> Result<Self> {
+        // Install the metrics recorder before anything records.
+        service_kit::metrics::handle();
         let mut options = ClientOptions::parse(&config.mongodb_uri)
             .await
             .context("parsing MONGODB_URI")?;
         options.app_name = Some("notification-service".to_owned());
         options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
-        let client = mongodb::Client::with_options(options).context("creating the MongoDB client")?;
+        let client =
+            mongodb::Client::with_options(options).context("creating the MongoDB client")?;
         let store = NotificationStore::new(client.database(&config.database));
-        store.prepare().await.context("preparing MongoDB (MONGODB_URI)")?;
+        store
+            .prepare()
+            .await
+            .context("preparing MongoDB (MONGODB_URI)")?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
             .connect(config.nats.url.as_str())
             .await
             .context("connecting to NATS (NATS_URL)")?;
-        let consumer = Consumer::new(async_nats::jetstream::new(nats.clone()), config.nats.clone(), store.clone());
+        let consumer = Consumer::new(
+            async_nats::jetstream::new(nats.clone()),
+            config.nats.clone(),
+            store.clone(),
+        );
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {} (NOTIFICATION_SERVICE_ADDR)", config.addr))?;
@@ -72,7 +82,10 @@ impl Application {
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "notification-service listening");
         let (http_stop, http_stopped) = oneshot::channel::<()>();
@@ -97,7 +110,9 @@ impl Application {
             }
         };
         consumer.await.context("consumer task panicked")?;
-        served.context("server task panicked")?.context("HTTP server failed")?;
+        served
+            .context("server task panicked")?
+            .context("HTTP server failed")?;
         tracing::info!("notification-service stopped");
         Ok(())
     }

@@ -82,11 +82,19 @@ impl NotificationStore {
     pub async fn prepare(&self) -> mongodb::error::Result<()> {
         let index = IndexModel::builder()
             .keys(doc! {"user_id": 1})
-            .options(IndexOptions::builder().unique(true).name("user_id_unique".to_owned()).build())
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("user_id_unique".to_owned())
+                    .build(),
+            )
             .build();
         self.copies.create_index(index).await?;
         self.copies
-            .update_many(doc! {"version": {"$exists": false}}, doc! {"$set": {"version": 0_i64}})
+            .update_many(
+                doc! {"version": {"$exists": false}},
+                doc! {"$set": {"version": 0_i64}},
+            )
             .await?;
         Ok(())
     }
@@ -112,7 +120,10 @@ impl NotificationStore {
     pub async fn apply(&self, event: &UserEvent) -> mongodb::error::Result<Outcome> {
         let document = to_document(event);
         let newer = doc! {"user_id": event.payload.id, "version": {"$lt": event.version}};
-        let updated = self.copies.update_one(newer, doc! {"$set": document.clone()}).await?;
+        let updated = self
+            .copies
+            .update_one(newer, doc! {"$set": document.clone()})
+            .await?;
         if updated.matched_count > 0 {
             return Ok(Outcome::Applied);
         }
@@ -172,7 +183,12 @@ impl NotificationStore {
     /// # Errors
     /// When MongoDB fails.
     pub async fn dead_letters(&self) -> mongodb::error::Result<Vec<Document>> {
-        self.dead_letters.find(doc! {}).sort(doc! {"_id": 1}).await?.try_collect().await
+        self.dead_letters
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await
     }
 }
 
@@ -227,7 +243,9 @@ mod tests {
     use events::UserPayload;
 
     fn event(kind: EventType) -> UserEvent {
-        let at = DateTime::parse_from_rfc3339("2025-05-25T10:01:00.123456Z").unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2025-05-25T10:01:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
         UserEvent::new(
             kind,
             UserPayload {
@@ -247,7 +265,10 @@ mod tests {
         let document = to_document(&e);
         assert_eq!(document.get_i64("version").unwrap(), 4);
         assert!(!document.get_bool("deleted").unwrap());
-        assert_eq!(document.get_str("updated_at").unwrap(), "2025-05-25T10:01:00.123456Z");
+        assert_eq!(
+            document.get_str("updated_at").unwrap(),
+            "2025-05-25T10:01:00.123456Z"
+        );
         assert_eq!(
             from_document(&document).unwrap(),
             Notification {
@@ -261,7 +282,11 @@ mod tests {
 
     #[test]
     fn a_delete_is_stored_as_a_tombstone() {
-        assert!(to_document(&event(EventType::UserDeleted)).get_bool("deleted").unwrap());
+        assert!(
+            to_document(&event(EventType::UserDeleted))
+                .get_bool("deleted")
+                .unwrap()
+        );
     }
 
     #[test]

@@ -15,7 +15,12 @@ impl Vars {
 
     /// A fixed set of variables.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -65,7 +70,10 @@ mod tests {
         assert_eq!(vars.string("UNSET", "x"), "x");
         assert_eq!(vars.string("BLANK", "x"), "x");
         assert_eq!(vars.parse("BLANK", 7_u32).unwrap(), 7);
-        assert_eq!(vars.millis("UNSET", Duration::from_secs(2)).unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            vars.millis("UNSET", Duration::from_secs(2)).unwrap(),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
@@ -73,7 +81,10 @@ mod tests {
         let vars = Vars::from_pairs([("N", " 42 ")]);
         assert_eq!(vars.string("N", "x"), "42");
         assert_eq!(vars.parse::<u32>("N", 1).unwrap(), 42);
-        assert_eq!(vars.millis("N", Duration::ZERO).unwrap(), Duration::from_millis(42));
+        assert_eq!(
+            vars.millis("N", Duration::ZERO).unwrap(),
+            Duration::from_millis(42)
+        );
     }
 
     #[test]

@@ -16,7 +16,13 @@ pub struct ErrorBody {
 
 /// A response with `status` and body `{"error": message}`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(ErrorBody { error: message.into() })).into_response()
+    (
+        status,
+        Json(ErrorBody {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 /// Fallback for unknown routes: 404 with a JSON body.
@@ -46,7 +52,9 @@ where
 
 fn json_rejection(rejection: &JsonRejection) -> Response {
     let status = match rejection {
-        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
+        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+            StatusCode::BAD_REQUEST
+        }
         other => other.status(),
     };
     error_response(status, rejection.body_text())
@@ -63,7 +71,10 @@ where
 {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(error_response(rejection.status(), rejection.body_text())),

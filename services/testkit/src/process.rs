@@ -61,7 +61,12 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {} (is it on PATH? ./scripts/test puts it there)", self.program))?;
+            .with_context(|| {
+                format!(
+                    "starting {} (is it on PATH? ./scripts/test puts it there)",
+                    self.program
+                )
+            })?;
         wait_for_port(self.port, &mut child, self.name)?;
         self.child = Some(child);
         Ok(())

@@ -28,8 +28,14 @@ pub fn nats_url() -> String {
 /// When the server is unreachable.
 pub async fn fresh_postgres(name: &str) -> Result<String> {
     let admin = postgres_admin_url();
-    let mut conn = PgConnection::connect(&admin).await.context("connecting to TEST_DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
-    let (base, _) = admin.rsplit_once('/').context("TEST_DATABASE_URL has no database name")?;
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .context("connecting to TEST_DATABASE_URL")?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await?;
+    let (base, _) = admin
+        .rsplit_once('/')
+        .context("TEST_DATABASE_URL has no database name")?;
     Ok(format!("{base}/{name}"))
 }

@@ -99,7 +99,10 @@ mod tests {
     fn defaults_are_the_original_demos() {
         let config = Config::from_vars(&Vars::from_pairs([])).unwrap();
         assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.database_url, "postgres://postgres@localhost:5432/users_db");
+        assert_eq!(
+            config.database_url,
+            "postgres://postgres@localhost:5432/users_db"
+        );
         assert_eq!(config.nats.url, "nats://localhost:4222");
         assert_eq!(config.nats.subject, "user.events");
     }
@@ -119,6 +122,8 @@ mod tests {
 
     #[test]
     fn a_bad_address_is_an_error() {
-        assert!(Config::from_vars(&Vars::from_pairs([("USER_SERVICE_ADDR", "localhost")])).is_err());
+        assert!(
+            Config::from_vars(&Vars::from_pairs([("USER_SERVICE_ADDR", "localhost")])).is_err()
+        );
     }
 }

@@ -37,7 +37,9 @@ impl ApiError {
     /// was violated.
     pub fn from_write(err: sqlx::Error, email: &str) -> Self {
         match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::EmailTaken(email.to_owned()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                ApiError::EmailTaken(email.to_owned())
+            }
             _ => Self::from(err),
         }
     }
@@ -46,7 +48,9 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => ApiError::Unavailable(err),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ApiError::Unavailable(err)
+            }
             other => ApiError::Internal(other.into()),
         }
     }

@@ -26,10 +26,12 @@ pub struct Backlog {
 /// # Errors
 /// When the database fails.
 pub async fn pending(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Pending>> {
-    sqlx::query_as("SELECT id, event, created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1")
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(
+        "SELECT id, event, created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Stamps the rows JetStream acknowledged.

@@ -47,7 +47,13 @@ pub struct Drained {
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, js: jetstream::Context, nats: NatsConfig, config: RelayConfig, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        js: jetstream::Context,
+        nats: NatsConfig,
+        config: RelayConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self {
             pool,
             js,
@@ -66,7 +72,10 @@ impl Relay {
         let mut last_prune = Instant::now();
         loop {
             if let Err(e) = self.drain().await {
-                tracing::warn!(error = format!("{e:#}"), "outbox relay could not publish; retrying on the next sweep");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "outbox relay could not publish; retrying on the next sweep"
+                );
             }
             if last_housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING_INTERVAL) {
                 self.report_backlog().await;
@@ -85,8 +94,13 @@ impl Relay {
         }
         match tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, self.drain()).await {
             Ok(Ok(_)) => tracing::info!("outbox relay stopped"),
-            Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "outbox relay stopped with events left; they go out on the next start"),
-            Err(_) => tracing::warn!("outbox relay stopped mid-drain; the rest goes out on the next start"),
+            Ok(Err(e)) => tracing::warn!(
+                error = format!("{e:#}"),
+                "outbox relay stopped with events left; they go out on the next start"
+            ),
+            Err(_) => tracing::warn!(
+                "outbox relay stopped mid-drain; the rest goes out on the next start"
+            ),
         }
     }
 
@@ -98,13 +112,17 @@ impl Relay {
     pub async fn drain(&mut self) -> Result<Drained> {
         let mut total = Drained::default();
         loop {
-            let batch = outbox::pending(&self.pool, self.config.batch_size).await.context("reading the outbox")?;
+            let batch = outbox::pending(&self.pool, self.config.batch_size)
+                .await
+                .context("reading the outbox")?;
             if batch.is_empty() {
                 return Ok(total);
             }
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= self.config.batch_size;
             let (acked, result) = self.publish(&batch).await;
-            outbox::mark_published(&self.pool, &acked.ids).await.context("stamping published rows")?;
+            outbox::mark_published(&self.pool, &acked.ids)
+                .await
+                .context("stamping published rows")?;
             total.published += acked.ids.len();
             total.duplicates += acked.duplicates;
             result?;
@@ -119,8 +137,18 @@ impl Relay {
     async fn publish(&mut self, batch: &[outbox::Pending]) -> (Acked, Result<()>) {
         let mut acked = Acked::default();
         if !self.stream_ready {
-            if let Err(e) = events::ensure_stream(&self.js, &self.nats.stream, &self.nats.subject, self.nats.stream_max_age).await {
-                return (acked, Err(anyhow::Error::new(e).context("creating the stream")));
+            if let Err(e) = events::ensure_stream(
+                &self.js,
+                &self.nats.stream,
+                &self.nats.subject,
+                self.nats.stream_max_age,
+            )
+            .await
+            {
+                return (
+                    acked,
+                    Err(anyhow::Error::new(e).context("creating the stream")),
+                );
             }
             self.stream_ready = true;
         }
@@ -131,7 +159,11 @@ impl Relay {
             let message = PublishMessage::build()
                 .payload(event.encode().into())
                 .message_id(event.event_id.to_string());
-            match self.js.send_publish(self.nats.subject.clone(), message).await {
+            match self
+                .js
+                .send_publish(self.nats.subject.clone(), message)
+                .await
+            {
                 Ok(ack) => in_flight.push((row, Instant::now(), ack)),
                 Err(e) => {
                     result = Err(anyhow::Error::new(e).context("sending an event"));
@@ -142,9 +174,13 @@ impl Relay {
         for (row, sent, ack) in in_flight {
             match ack.await {
                 Ok(ack) => {
-                    metrics::histogram!("outbox_publish_duration_seconds").record(sent.elapsed().as_secs_f64());
-                    let since_commit = (chrono::Utc::now() - row.created_at).to_std().unwrap_or_default();
-                    metrics::histogram!("outbox_commit_to_ack_seconds").record(since_commit.as_secs_f64());
+                    metrics::histogram!("outbox_publish_duration_seconds")
+                        .record(sent.elapsed().as_secs_f64());
+                    let since_commit = (chrono::Utc::now() - row.created_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    metrics::histogram!("outbox_commit_to_ack_seconds")
+                        .record(since_commit.as_secs_f64());
                     if ack.duplicate {
                         acked.duplicates += 1;
                         metrics::counter!("outbox_duplicate_acks_total").increment(1);
@@ -155,7 +191,8 @@ impl Relay {
                 Err(e) => {
                     metrics::counter!("outbox_publish_errors_total").increment(1);
                     if result.is_ok() {
-                        result = Err(anyhow::Error::new(e).context(format!("publishing outbox row {}", row.id)));
+                        result = Err(anyhow::Error::new(e)
+                            .context(format!("publishing outbox row {}", row.id)));
                     }
                     // The stream may be gone (deleted by an operator): look
                     // it up again before the next attempt.
@@ -171,7 +208,8 @@ impl Relay {
             Ok(backlog) => {
                 #[allow(clippy::cast_precision_loss)]
                 metrics::gauge!("outbox_unpublished").set(backlog.unpublished as f64);
-                metrics::gauge!("outbox_oldest_unpublished_age_seconds").set(backlog.oldest_age.as_secs_f64());
+                metrics::gauge!("outbox_oldest_unpublished_age_seconds")
+                    .set(backlog.oldest_age.as_secs_f64());
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the outbox backlog"),
         }

@@ -36,6 +36,8 @@ impl Application {
     /// When PostgreSQL is unreachable, a migration fails, or the address
     /// cannot be bound.
     pub async fn build(config: Config) -> Result<Self> {
+        // Install the metrics recorder before anything records.
+        service_kit::metrics::handle();
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -54,13 +56,23 @@ impl Application {
             .await
             .with_context(|| format!("binding {} (USER_SERVICE_ADDR)", config.addr))?;
         let relay_wake = Arc::new(Notify::new());
-        let relay = Relay::new(pool.clone(), js, config.nats.clone(), config.relay.clone(), relay_wake.clone());
+        let relay = Relay::new(
+            pool.clone(),
+            js,
+            config.nats.clone(),
+            config.relay.clone(),
+            relay_wake.clone(),
+        );
         let state = AppState {
             users: UserStore::new(pool),
             relay_wake,
             nats,
         };
-        Ok(Self { listener, state, relay })
+        Ok(Self {
+            listener,
+            state,
+            relay,
+        })
     }
 
     /// The bound address (tests bind port 0).
@@ -77,7 +89,10 @@ impl Application {
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "user-service listening");
         let (http_stop, http_stopped) = oneshot::channel::<()>();
@@ -104,7 +119,9 @@ impl Application {
         // committed is published before the process exits.
         let _ = relay_stop.send(());
         relay.await.context("relay task panicked")?;
-        served.context("server task panicked")?.context("HTTP server failed")?;
+        served
+            .context("server task panicked")?
+            .context("HTTP server failed")?;
         tracing::info!("user-service stopped");
         Ok(())
     }
@@ -115,5 +132,8 @@ impl Application {
 /// # Errors
 /// When a migration fails.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    sqlx::migrate!("./migrations").run(pool).await.context("running migrations")
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .context("running migrations")
 }

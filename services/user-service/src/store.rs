@@ -66,7 +66,9 @@ impl UserStore {
             .await
             .map_err(|e| ApiError::from_write(e, email))?;
         let event = record(&mut tx, EventType::UserCreated, &user, user.updated_at).await?;
-        tx.commit().await.map_err(|e| ApiError::from_write(e, email))?;
+        tx.commit()
+            .await
+            .map_err(|e| ApiError::from_write(e, email))?;
         committed(&event);
         Ok((user, event))
     }
@@ -91,7 +93,9 @@ impl UserStore {
             .map_err(|e| ApiError::from_write(e, email))?
             .ok_or(ApiError::NotFound(id))?;
         let event = record(&mut tx, EventType::UserUpdated, &user, user.updated_at).await?;
-        tx.commit().await.map_err(|e| ApiError::from_write(e, email))?;
+        tx.commit()
+            .await
+            .map_err(|e| ApiError::from_write(e, email))?;
         committed(&event);
         Ok((user, event))
     }
@@ -103,11 +107,9 @@ impl UserStore {
     /// `NotFound`, or when the database fails.
     pub async fn delete(&self, id: i32) -> Result<UserEvent, ApiError> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "DELETE FROM users WHERE id = $1 \
-             RETURNING id, name, email, clock_timestamp() AS updated_at, version + 1 AS version"
-        );
-        let user: User = sqlx::query_as(&sql)
+        let sql = "DELETE FROM users WHERE id = $1 \
+             RETURNING id, name, email, clock_timestamp() AS updated_at, version + 1 AS version";
+        let user: User = sqlx::query_as(sql)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -17,6 +19,10 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let mongodb = state.store.ping().await.is_ok();
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
-    let status = if mongodb && nats { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if mongodb && nats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({"mongodb": mongodb, "nats": nats})))
 }

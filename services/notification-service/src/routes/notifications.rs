@@ -18,6 +18,14 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Notification>>, 
 }
 
 #[tracing::instrument(skip_all, fields(user_id = id))]
-async fn show(State(state): State<AppState>, PathParam(id): PathParam<i64>) -> Result<Json<Notification>, ApiError> {
-    state.store.get(id).await?.map(Json).ok_or(ApiError::NotFound(id))
+async fn show(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<Json<Notification>, ApiError> {
+    state
+        .store
+        .get(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound(id))
 }

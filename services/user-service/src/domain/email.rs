@@ -16,15 +16,21 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let email = raw.trim();
         if email.chars().count() > MAX_EMAIL_CHARS {
-            return Err(InvalidInput(format!("email must be at most {MAX_EMAIL_CHARS} characters")));
+            return Err(InvalidInput(format!(
+                "email must be at most {MAX_EMAIL_CHARS} characters"
+            )));
         }
         let valid = email_address::EmailAddress::parse_with_options(
             email,
-            email_address::Options::default().without_display_text().without_domain_literal(),
+            email_address::Options::default()
+                .without_display_text()
+                .without_domain_literal(),
         )
         .is_ok_and(|parsed| parsed.domain().contains('.'));
         if !valid {
-            return Err(InvalidInput(format!("{email:?} is not a valid email address")));
+            return Err(InvalidInput(format!(
+                "{email:?} is not a valid email address"
+            )));
         }
         Ok(Self(email.to_owned()))
     }
@@ -40,20 +46,36 @@ mod tests {
 
     #[test]
     fn the_demo_addresses_are_accepted() {
-        for raw in ["john@example.com", "john.updated@example.com", "a+tag@sub.example.org"] {
+        for raw in [
+            "john@example.com",
+            "john.updated@example.com",
+            "a+tag@sub.example.org",
+        ] {
             assert_eq!(Email::parse(raw).unwrap().as_str(), raw);
         }
     }
 
     #[test]
     fn case_is_kept_and_whitespace_trimmed() {
-        assert_eq!(Email::parse(" John@Example.COM ").unwrap().as_str(), "John@Example.COM");
+        assert_eq!(
+            Email::parse(" John@Example.COM ").unwrap().as_str(),
+            "John@Example.COM"
+        );
     }
 
     #[test]
     fn bad_addresses_are_rejected() {
         let long = format!("{}@example.com", "a".repeat(250));
-        for raw in ["", "john", "john@", "@example.com", "john@localhost", "john doe@example.com", "John <john@example.com>", long.as_str()] {
+        for raw in [
+            "",
+            "john",
+            "john@",
+            "@example.com",
+            "john@localhost",
+            "john doe@example.com",
+            "John <john@example.com>",
+            long.as_str(),
+        ] {
             assert!(Email::parse(raw).is_err(), "accepted {raw:?}");
         }
     }

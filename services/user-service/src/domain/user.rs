@@ -58,7 +58,9 @@ mod tests {
             id: 1,
             name: "John Doe".into(),
             email: "john@example.com".into(),
-            updated_at: DateTime::parse_from_rfc3339("2025-05-25T10:00:00Z").unwrap().with_timezone(&Utc),
+            updated_at: DateTime::parse_from_rfc3339("2025-05-25T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
             version: 3,
         };
         assert_eq!(

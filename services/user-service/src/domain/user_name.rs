@@ -18,10 +18,14 @@ impl UserName {
             return Err(InvalidInput("name must not be empty".into()));
         }
         if name.chars().count() > MAX_NAME_CHARS {
-            return Err(InvalidInput(format!("name must be at most {MAX_NAME_CHARS} characters")));
+            return Err(InvalidInput(format!(
+                "name must be at most {MAX_NAME_CHARS} characters"
+            )));
         }
         if name.chars().any(char::is_control) {
-            return Err(InvalidInput("name must not contain control characters".into()));
+            return Err(InvalidInput(
+                "name must not contain control characters".into(),
+            ));
         }
         Ok(Self(name.to_owned()))
     }
@@ -54,7 +58,13 @@ mod tests {
     #[test]
     fn bad_names_are_rejected() {
         let long = "a".repeat(256);
-        for (case, raw) in [("empty", ""), ("blank", "   "), ("256 chars", long.as_str()), ("NUL", "a\0b"), ("newline inside", "a\nb")] {
+        for (case, raw) in [
+            ("empty", ""),
+            ("blank", "   "),
+            ("256 chars", long.as_str()),
+            ("NUL", "a\0b"),
+            ("newline inside", "a\nb"),
+        ] {
             assert!(UserName::parse(raw).is_err(), "accepted {case}");
         }
     }

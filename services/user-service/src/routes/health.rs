@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -19,6 +21,10 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let postgres = sqlx::query("SELECT 1").execute(state.pool()).await.is_ok();
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
-    let status = if postgres && nats { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if postgres && nats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({"postgres": postgres, "nats": nats})))
 }

@@ -1,12 +1,6 @@
 //! `/users`: the original demo's API plus `GET` and `DELETE` of one user.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    response::IntoResponse,
-    routing::get,
-};
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde::Deserialize;
 use service_kit::http::{JsonBody, PathParam};
 
@@ -42,7 +36,10 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError
 }
 
 #[tracing::instrument(skip_all, fields(user_id = id))]
-async fn show(State(state): State<AppState>, PathParam(id): PathParam<i32>) -> Result<Json<User>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i32>,
+) -> Result<Json<User>, ApiError> {
     Ok(Json(state.users.get(id).await?))
 }
 
@@ -71,7 +68,10 @@ async fn update(
 }
 
 #[tracing::instrument(skip_all, fields(user_id = id))]
-async fn remove(State(state): State<AppState>, PathParam(id): PathParam<i32>) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i32>,
+) -> Result<StatusCode, ApiError> {
     state.users.delete(id).await?;
     state.relay_wake.notify_one();
     Ok(StatusCode::NO_CONTENT)

@@ -4,10 +4,19 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_json_error};
 
 /// Every rejected request must leave the users and the outbox as they were.
-async fn assert_nothing_changed(app: &TestApp, users_before: &Value, outbox_before: i64, case: &str) {
+async fn assert_nothing_changed(
+    app: &TestApp,
+    users_before: &Value,
+    outbox_before: i64,
+    case: &str,
+) {
     let users: Value = app.get("/users").await.json().await.expect("json");
     assert_eq!(&users, users_before, "{case}: users changed");
-    assert_eq!(app.outbox_rows().await, outbox_before, "{case}: an event was recorded");
+    assert_eq!(
+        app.outbox_rows().await,
+        outbox_before,
+        "{case}: an event was recorded"
+    );
 }
 
 #[tokio::test]
@@ -19,18 +28,81 @@ async fn bad_bodies_are_rejected_with_a_json_error_and_change_nothing() {
     let outbox_before = app.outbox_rows().await;
 
     let cases: Vec<(&str, &str, String, StatusCode)> = vec![
-        ("malformed JSON", "POST", "{\"name\": ".into(), StatusCode::BAD_REQUEST),
-        ("not an object", "POST", "[1,2]".into(), StatusCode::BAD_REQUEST),
-        ("name is a number", "POST", r#"{"name": 5, "email": "n@example.com"}"#.into(), StatusCode::BAD_REQUEST),
-        ("email missing", "POST", r#"{"name": "N"}"#.into(), StatusCode::BAD_REQUEST),
-        ("unknown field", "POST", r#"{"name": "N", "email": "n@example.com", "admin": true}"#.into(), StatusCode::BAD_REQUEST),
-        ("blank name", "POST", r#"{"name": "  ", "email": "n@example.com"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY),
-        ("name too long", "POST", format!(r#"{{"name": "{}", "email": "n@example.com"}}"#, "x".repeat(256)), StatusCode::UNPROCESSABLE_ENTITY),
-        ("invalid email", "POST", r#"{"name": "N", "email": "not-an-email"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY),
-        ("duplicate email", "POST", r#"{"name": "N", "email": "taken@example.com"}"#.into(), StatusCode::CONFLICT),
-        ("duplicate email in other case", "POST", r#"{"name": "N", "email": "TAKEN@Example.com"}"#.into(), StatusCode::CONFLICT),
-        ("update with malformed JSON", "PUT", "nope".into(), StatusCode::BAD_REQUEST),
-        ("update with invalid email", "PUT", r#"{"name": "N", "email": "a@"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "malformed JSON",
+            "POST",
+            "{\"name\": ".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "not an object",
+            "POST",
+            "[1,2]".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "name is a number",
+            "POST",
+            r#"{"name": 5, "email": "n@example.com"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "email missing",
+            "POST",
+            r#"{"name": "N"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown field",
+            "POST",
+            r#"{"name": "N", "email": "n@example.com", "admin": true}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "blank name",
+            "POST",
+            r#"{"name": "  ", "email": "n@example.com"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "name too long",
+            "POST",
+            format!(
+                r#"{{"name": "{}", "email": "n@example.com"}}"#,
+                "x".repeat(256)
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "invalid email",
+            "POST",
+            r#"{"name": "N", "email": "not-an-email"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "duplicate email",
+            "POST",
+            r#"{"name": "N", "email": "taken@example.com"}"#.into(),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "duplicate email in other case",
+            "POST",
+            r#"{"name": "N", "email": "TAKEN@Example.com"}"#.into(),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "update with malformed JSON",
+            "PUT",
+            "nope".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "update with invalid email",
+            "PUT",
+            r#"{"name": "N", "email": "a@"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (case, method, body, status) in cases {
         let request = match method {
@@ -56,7 +128,10 @@ async fn update_to_an_email_another_user_has_is_409() {
     let users_before: Value = app.get("/users").await.json().await.expect("json");
     let outbox_before = app.outbox_rows().await;
     let response = app
-        .put_json(&format!("/users/{}", b["id"]), &json!({"name": "B", "email": "A@example.com"}))
+        .put_json(
+            &format!("/users/{}", b["id"]),
+            &json!({"name": "B", "email": "A@example.com"}),
+        )
         .await;
     assert_json_error(response, StatusCode::CONFLICT, "taking a's email").await;
     assert_nothing_changed(&app, &users_before, outbox_before, "taking a's email").await;
@@ -66,19 +141,52 @@ async fn update_to_an_email_another_user_has_is_409() {
 async fn unknown_ids_are_404_and_malformed_ids_400() {
     let app = TestApp::spawn().await;
     let body = json!({"name": "N", "email": "n@example.com"});
-    assert_json_error(app.get("/users/999999").await, StatusCode::NOT_FOUND, "GET unknown").await;
-    assert_json_error(app.put_json("/users/999999", &body).await, StatusCode::NOT_FOUND, "PUT unknown").await;
-    assert_json_error(app.delete("/users/999999").await, StatusCode::NOT_FOUND, "DELETE unknown").await;
-    assert_json_error(app.get("/users/abc").await, StatusCode::BAD_REQUEST, "GET abc").await;
-    assert_json_error(app.put_json("/users/99999999999", &body).await, StatusCode::BAD_REQUEST, "PUT huge id").await;
-    assert_json_error(app.get("/nowhere").await, StatusCode::NOT_FOUND, "unknown route").await;
+    assert_json_error(
+        app.get("/users/999999").await,
+        StatusCode::NOT_FOUND,
+        "GET unknown",
+    )
+    .await;
+    assert_json_error(
+        app.put_json("/users/999999", &body).await,
+        StatusCode::NOT_FOUND,
+        "PUT unknown",
+    )
+    .await;
+    assert_json_error(
+        app.delete("/users/999999").await,
+        StatusCode::NOT_FOUND,
+        "DELETE unknown",
+    )
+    .await;
+    assert_json_error(
+        app.get("/users/abc").await,
+        StatusCode::BAD_REQUEST,
+        "GET abc",
+    )
+    .await;
+    assert_json_error(
+        app.put_json("/users/99999999999", &body).await,
+        StatusCode::BAD_REQUEST,
+        "PUT huge id",
+    )
+    .await;
+    assert_json_error(
+        app.get("/nowhere").await,
+        StatusCode::NOT_FOUND,
+        "unknown route",
+    )
+    .await;
     assert_eq!(app.outbox_rows().await, 0);
 }
 
 #[tokio::test]
 async fn a_body_over_one_mebibyte_is_413() {
     let app = TestApp::spawn().await;
-    let body = format!(r#"{{"name": "{}", "email": "big@example.com"}}"#, "x".repeat(1024 * 1024));
+    let body = format!(
+        r#"{{"name": "{}", "email": "big@example.com"}}"#,
+        "x".repeat(1024 * 1024)
+    );
     let response = app
         .http
         .post(app.url("/users"))
@@ -101,5 +209,10 @@ async fn a_body_without_a_json_content_type_is_415() {
         .send()
         .await
         .expect("request");
-    assert_json_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type").await;
+    assert_json_error(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "no content type",
+    )
+    .await;
 }

@@ -21,8 +21,11 @@ pub struct TestApp {
 /// A config with fresh names on the shared servers (or the NATS given).
 pub async fn test_config(nats_url: Option<String>) -> Config {
     let names = Names::new();
-    let database_url = shared::fresh_postgres(&names.postgres_database()).await.expect("fresh database");
-    let mut config = Config::from_vars(&service_kit::env::Vars::from_pairs([])).expect("default config");
+    let database_url = shared::fresh_postgres(&names.postgres_database())
+        .await
+        .expect("fresh database");
+    let mut config =
+        Config::from_vars(&service_kit::env::Vars::from_pairs([])).expect("default config");
     config.addr = "127.0.0.1:0".parse().expect("addr");
     config.database_url = database_url;
     config.nats.url = nats_url.unwrap_or_else(shared::nats_url);
@@ -38,9 +41,13 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
-        let app = Application::build(config.clone()).await.expect("user-service builds");
+        let app = Application::build(config.clone())
+            .await
+            .expect("user-service builds");
         let base = format!("http://{}", app.local_addr().expect("addr"));
-        let pool = sqlx::PgPool::connect(&config.database_url).await.expect("test pool");
+        let pool = sqlx::PgPool::connect(&config.database_url)
+            .await
+            .expect("test pool");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -70,11 +77,21 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.http.post(self.url(path)).json(body).send().await.expect("request")
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn put_json(&self, path: &str, body: &Value) -> Response {
-        self.http.put(self.url(path)).json(body).send().await.expect("request")
+        self.http
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -82,18 +99,27 @@ impl TestApp {
     }
 
     pub async fn delete(&self, path: &str) -> Response {
-        self.http.delete(self.url(path)).send().await.expect("request")
+        self.http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Creates a user and returns its JSON.
     pub async fn create_user(&self, name: &str, email: &str) -> Value {
-        let response = self.post_json("/users", &serde_json::json!({"name": name, "email": email})).await;
+        let response = self
+            .post_json("/users", &serde_json::json!({"name": name, "email": email}))
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json().await.expect("json")
     }
 
     pub async fn outbox_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&self.pool).await.expect("count")
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
     }
 
     pub async fn unpublished_rows(&self) -> i64 {
@@ -111,10 +137,18 @@ impl TestApp {
     /// Waits until the stream holds `n` events and returns them.
     pub async fn wait_for_events(&self, n: usize) -> Vec<UserEvent> {
         let url = self.config.nats.url.clone();
-        eventually(&format!("{n} events in the stream"), testkit::wait::DEFAULT_PATIENCE, || async {
-            let events = stream_events(&url, &self.config.nats.stream).await;
-            if events.len() >= n { Ok(events) } else { Err(format!("{} events", events.len())) }
-        })
+        eventually(
+            &format!("{n} events in the stream"),
+            testkit::wait::DEFAULT_PATIENCE,
+            || async {
+                let events = stream_events(&url, &self.config.nats.stream).await;
+                if events.len() >= n {
+                    Ok(events)
+                } else {
+                    Err(format!("{} events", events.len()))
+                }
+            },
+        )
         .await
     }
 }
@@ -129,10 +163,16 @@ impl Drop for TestApp {
 
 /// Reads a stream's events; an absent stream has none.
 pub async fn stream_events(nats_url: &str, stream: &str) -> Vec<UserEvent> {
-    let Ok(client) = async_nats::connect(nats_url).await else { return Vec::new() };
+    let Ok(client) = async_nats::connect(nats_url).await else {
+        return Vec::new();
+    };
     let js = jetstream::new(client);
-    let Ok(mut stream) = js.get_stream(stream).await else { return Vec::new() };
-    let Ok(info) = stream.info().await else { return Vec::new() };
+    let Ok(mut stream) = js.get_stream(stream).await else {
+        return Vec::new();
+    };
+    let Ok(info) = stream.info().await else {
+        return Vec::new();
+    };
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
     let mut events = Vec::new();
     if info.state.messages == 0 {
@@ -140,7 +180,8 @@ pub async fn stream_events(nats_url: &str, stream: &str) -> Vec<UserEvent> {
     }
     for seq in first..=last {
         if let Ok(message) = stream.get_raw_message(seq).await {
-            events.push(UserEvent::decode(&message.payload).expect("every published event decodes"));
+            events
+                .push(UserEvent::decode(&message.payload).expect("every published event decodes"));
         }
     }
     events
@@ -149,7 +190,12 @@ pub async fn stream_events(nats_url: &str, stream: &str) -> Vec<UserEvent> {
 /// Asserts a response is an error with `status` and a JSON `{"error": "..."}` body.
 pub async fn assert_json_error(response: Response, status: StatusCode, case: &str) {
     assert_eq!(response.status(), status, "{case}");
-    let body: Value = response.json().await.unwrap_or_else(|e| panic!("{case}: body is not JSON: {e}"));
-    let message = body["error"].as_str().unwrap_or_else(|| panic!("{case}: no error message in {body}"));
+    let body: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: body is not JSON: {e}"));
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{case}: no error message in {body}"));
     assert!(!message.is_empty(), "{case}: empty error message");
 }

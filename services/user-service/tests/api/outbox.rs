@@ -12,22 +12,34 @@ async fn events_committed_before_a_crash_are_published_at_the_next_start() {
     let config = test_config(None).await;
     // A change committed with its outbox row, and then the process died
     // before publishing: simulated by writing through the store alone.
-    let pool = sqlx::PgPool::connect(&config.database_url).await.expect("pool");
-    user_service::startup::migrate(&pool).await.expect("migrations");
+    let pool = sqlx::PgPool::connect(&config.database_url)
+        .await
+        .expect("pool");
+    user_service::startup::migrate(&pool)
+        .await
+        .expect("migrations");
     let store = UserStore::new(pool);
     let draft = UserDraft::parse("Crash", "crash@example.com").expect("valid");
     let (user, _) = store.create(&draft).await.expect("committed");
-    assert!(stream_events(&config.nats.url, &config.nats.stream).await.is_empty());
+    assert!(
+        stream_events(&config.nats.url, &config.nats.stream)
+            .await
+            .is_empty()
+    );
 
     let app = TestApp::spawn_with(config).await;
     let events = app.wait_for_events(1).await;
     assert_eq!(events[0].payload.id, user.id);
-    eventually("the row to be stamped published", Duration::from_secs(30), || async {
-        match app.unpublished_rows().await {
-            0 => Ok(()),
-            n => Err(format!("{n} unpublished")),
-        }
-    })
+    eventually(
+        "the row to be stamped published",
+        Duration::from_secs(30),
+        || async {
+            match app.unpublished_rows().await {
+                0 => Ok(()),
+                n => Err(format!("{n} unpublished")),
+            }
+        },
+    )
     .await;
 }
 
@@ -45,18 +57,32 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await.expect("json")["nats"], false);
     for n in 0..10 {
-        app.create_user(&format!("During {n}"), &format!("during{n}@example.com")).await;
+        app.create_user(&format!("During {n}"), &format!("during{n}@example.com"))
+            .await;
     }
     let response = app
-        .put_json(&format!("/users/{}", first["id"]), &json!({"name": "Before, renamed", "email": "before@example.com"}))
+        .put_json(
+            &format!("/users/{}", first["id"]),
+            &json!({"name": "Before, renamed", "email": "before@example.com"}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(app.unpublished_rows().await, 11, "the events wait in the outbox");
+    assert_eq!(
+        app.unpublished_rows().await,
+        11,
+        "the events wait in the outbox"
+    );
 
     nats.restart().expect("nats-server restarts");
     let events = app.wait_for_events(12).await;
     assert_eq!(events.len(), 12, "each event stored once");
-    assert_eq!(events.iter().filter(|e| e.payload.name == "Before, renamed").count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.payload.name == "Before, renamed")
+            .count(),
+        1
+    );
     eventually("the outbox to drain", Duration::from_secs(30), || async {
         match app.unpublished_rows().await {
             0 => Ok(()),
@@ -72,13 +98,20 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
     app.create_user("Once", "once@example.com").await;
     app.wait_for_events(1).await;
     // As if the relay crashed after the publish but before stamping the row.
-    sqlx::query("UPDATE outbox SET published_at = NULL").execute(&app.pool).await.expect("reset");
-    eventually("the row to be stamped again", Duration::from_secs(30), || async {
-        match app.unpublished_rows().await {
-            0 => Ok(()),
-            n => Err(format!("{n} unpublished")),
-        }
-    })
+    sqlx::query("UPDATE outbox SET published_at = NULL")
+        .execute(&app.pool)
+        .await
+        .expect("reset");
+    eventually(
+        "the row to be stamped again",
+        Duration::from_secs(30),
+        || async {
+            match app.unpublished_rows().await {
+                0 => Ok(()),
+                n => Err(format!("{n} unpublished")),
+            }
+        },
+    )
     .await;
     assert_eq!(app.stream_events(&app.config.nats.url).await.len(), 1);
 }
@@ -89,7 +122,10 @@ async fn health_and_readiness_answer_with_json() {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
-    assert_eq!(ready.json::<Value>().await.expect("json"), json!({"postgres": true, "nats": true}));
+    assert_eq!(
+        ready.json::<Value>().await.expect("json"),
+        json!({"postgres": true, "nats": true})
+    );
 }
 
 #[tokio::test]
@@ -97,8 +133,14 @@ async fn metrics_count_requests_by_matched_route() {
     let app = TestApp::spawn().await;
     app.create_user("Metric", "metric@example.com").await;
     let text = app.get("/metrics").await.text().await.expect("text");
-    assert!(text.contains("http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}"), "{text}");
-    assert!(text.contains("user_writes_total{type=\"user_created\"}"), "{text}");
+    assert!(
+        text.contains("http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("user_writes_total{type=\"user_created\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

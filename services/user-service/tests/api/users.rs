@@ -6,7 +6,12 @@ use serde_json::{Value, json};
 use crate::helpers::TestApp;
 
 fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     keys
 }
@@ -18,13 +23,17 @@ async fn create_returns_201_with_the_demo_shape_and_publishes_user_created() {
     assert_eq!(keys(&user), ["email", "id", "name", "updated_at"]);
     assert_eq!(user["name"], "John Doe");
     assert_eq!(user["email"], "john@example.com");
-    let updated_at: DateTime<Utc> = serde_json::from_value(user["updated_at"].clone()).expect("RFC 3339");
+    let updated_at: DateTime<Utc> =
+        serde_json::from_value(user["updated_at"].clone()).expect("RFC 3339");
 
     let events = app.wait_for_events(1).await;
     let event = &events[0];
     assert_eq!(event.kind, EventType::UserCreated);
     assert_eq!(event.version, 1);
-    assert_eq!(i64::from(event.payload.id), user["id"].as_i64().expect("id"));
+    assert_eq!(
+        i64::from(event.payload.id),
+        user["id"].as_i64().expect("id")
+    );
     assert_eq!(event.payload.name, "John Doe");
     assert_eq!(event.payload.updated_at, updated_at);
 }
@@ -33,14 +42,20 @@ async fn create_returns_201_with_the_demo_shape_and_publishes_user_created() {
 async fn the_demo_readme_examples_work_verbatim() {
     let app = TestApp::spawn().await;
     let created = app
-        .post_json("/users", &json!({"name": "John Doe", "email": "john@example.com"}))
+        .post_json(
+            "/users",
+            &json!({"name": "John Doe", "email": "john@example.com"}),
+        )
         .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.expect("json");
     let id = created["id"].as_i64().expect("id");
 
     let updated = app
-        .put_json(&format!("/users/{id}"), &json!({"name": "John Doe Updated", "email": "john.updated@example.com"}))
+        .put_json(
+            &format!("/users/{id}"),
+            &json!({"name": "John Doe Updated", "email": "john.updated@example.com"}),
+        )
         .await;
     assert_eq!(updated.status(), StatusCode::OK);
     let updated: Value = updated.json().await.expect("json");
@@ -59,7 +74,10 @@ async fn update_bumps_the_version_and_publishes_user_updated() {
     let id = user["id"].as_i64().expect("id");
     for n in 1..=2 {
         let response = app
-            .put_json(&format!("/users/{id}"), &json!({"name": format!("Ada {n}"), "email": "ada@example.com"}))
+            .put_json(
+                &format!("/users/{id}"),
+                &json!({"name": format!("Ada {n}"), "email": "ada@example.com"}),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
@@ -68,7 +86,10 @@ async fn update_bumps_the_version_and_publishes_user_updated() {
     assert_eq!(versions, [1, 2, 3]);
     assert_eq!(events[2].kind, EventType::UserUpdated);
     assert_eq!(events[2].payload.name, "Ada 2");
-    assert!(events[1].payload.updated_at < events[2].payload.updated_at, "updated_at rises with the version");
+    assert!(
+        events[1].payload.updated_at < events[2].payload.updated_at,
+        "updated_at rises with the version"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +129,10 @@ async fn concurrent_updates_of_one_user_get_distinct_consecutive_versions() {
         let path = path.clone();
         async move {
             let response = app
-                .put_json(&path, &json!({"name": format!("Racer {n}"), "email": "racer@example.com"}))
+                .put_json(
+                    &path,
+                    &json!({"name": format!("Racer {n}"), "email": "racer@example.com"}),
+                )
                 .await;
             assert_eq!(response.status(), StatusCode::OK);
         }
