@@ -9,6 +9,7 @@
 //! | `NATS_SUBJECT` | `user.events` |
 //! | `NATS_STREAM` | `USER_EVENTS` |
 //! | `NATS_STREAM_MAX_AGE_SECS` | `604800` (7 days) |
+//! | `NATS_PUBLISH_TIMEOUT_MS` | `5000` (wait for a publish ack before retrying later) |
 //! | `OUTBOX_SWEEP_INTERVAL_MS` | `1000` |
 //! | `OUTBOX_BATCH_SIZE` | `256` |
 //! | `OUTBOX_RETENTION_SECS` | `86400` (published rows kept 1 day) |
@@ -23,6 +24,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/users
 pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_BATCH_SIZE: i64 = 256;
 pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -44,6 +46,8 @@ pub struct NatsConfig {
     pub stream: String,
     /// How long the stream keeps events (and so how far back a replay reaches).
     pub stream_max_age: Duration,
+    /// How long the relay waits for JetStream to acknowledge a publish.
+    pub publish_timeout: Duration,
 }
 
 /// How the outbox relay works.
@@ -79,6 +83,7 @@ impl Config {
                 stream_max_age: Duration::from_secs(
                     vars.parse("NATS_STREAM_MAX_AGE_SECS", DEFAULT_STREAM_MAX_AGE.as_secs())?,
                 ),
+                publish_timeout: vars.millis("NATS_PUBLISH_TIMEOUT_MS", DEFAULT_PUBLISH_TIMEOUT)?,
             },
             relay: RelayConfig {
                 sweep_interval: vars.millis("OUTBOX_SWEEP_INTERVAL_MS", DEFAULT_SWEEP_INTERVAL)?,

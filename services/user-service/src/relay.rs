@@ -171,11 +171,19 @@ impl Relay {
                 }
             }
         }
-        for (row, sent, ack) in in_flight {
-            match ack.await {
+        // Await the acks together: a batch costs one timeout at most, not
+        // one per message, when JetStream is unreachable.
+        let acks =
+            futures::future::join_all(in_flight.into_iter().map(|(row, sent, ack)| async move {
+                let outcome = ack.await;
+                (row, sent.elapsed(), outcome)
+            }))
+            .await;
+        for (row, took, outcome) in acks {
+            match outcome {
                 Ok(ack) => {
                     metrics::histogram!("outbox_publish_duration_seconds")
-                        .record(sent.elapsed().as_secs_f64());
+                        .record(took.as_secs_f64());
                     let since_commit = (chrono::Utc::now() - row.created_at)
                         .to_std()
                         .unwrap_or_default();

@@ -51,7 +51,9 @@ impl Application {
             .connect(config.nats.url.as_str())
             .await
             .context("connecting to NATS (NATS_URL)")?;
-        let js = async_nats::jetstream::new(nats.clone());
+        let js = async_nats::jetstream::context::ContextBuilder::new()
+            .timeout(config.nats.publish_timeout)
+            .build(nats.clone());
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {} (USER_SERVICE_ADDR)", config.addr))?;

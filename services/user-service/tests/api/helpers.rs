@@ -32,6 +32,7 @@ pub async fn test_config(nats_url: Option<String>) -> Config {
     config.nats.subject = names.subject();
     config.nats.stream = names.stream();
     config.relay.sweep_interval = Duration::from_millis(200);
+    config.nats.publish_timeout = Duration::from_millis(500);
     config
 }
 
