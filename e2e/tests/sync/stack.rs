@@ -46,6 +46,7 @@ impl Stack {
     }
 
     pub async fn start_with_nats(nats_url: String) -> Self {
+        testkit::init_tracing();
         let names = Names::new();
         let defaults = service_kit::env::Vars::from_pairs([]);
 

@@ -9,3 +9,14 @@ pub mod wait;
 
 pub use names::Names;
 pub use process::{FerretDb, NatsServer};
+
+/// Shows the services' logs in a test's output, filtered by `RUST_LOG`
+/// (default: warnings). Safe to call from every test.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -137,20 +137,29 @@ impl Relay {
     async fn publish(&mut self, batch: &[outbox::Pending]) -> (Acked, Result<()>) {
         let mut acked = Acked::default();
         if !self.stream_ready {
-            if let Err(e) = events::ensure_stream(
+            // Bounded: while NATS is down the client's requests can wait for
+            // the reconnect far longer than their own timeout.
+            let ensure = events::ensure_stream(
                 &self.js,
                 &self.nats.stream,
                 &self.nats.subject,
                 self.nats.stream_max_age,
-            )
-            .await
-            {
-                return (
-                    acked,
-                    Err(anyhow::Error::new(e).context("creating the stream")),
-                );
+            );
+            match tokio::time::timeout(self.nats.publish_timeout, ensure).await {
+                Ok(Ok(_)) => self.stream_ready = true,
+                Ok(Err(e)) => {
+                    return (
+                        acked,
+                        Err(anyhow::Error::new(e).context("creating the stream")),
+                    );
+                }
+                Err(_) => {
+                    return (
+                        acked,
+                        Err(anyhow::anyhow!("timed out looking up the stream")),
+                    );
+                }
             }
-            self.stream_ready = true;
         }
         let mut in_flight = Vec::with_capacity(batch.len());
         let mut result = Ok(());

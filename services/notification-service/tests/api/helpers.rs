@@ -40,6 +40,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
+        testkit::init_tracing();
         let app = Application::build(config.clone())
             .await
             .expect("notification-service builds");

@@ -32,7 +32,7 @@ pub async fn test_config(nats_url: Option<String>) -> Config {
     config.nats.subject = names.subject();
     config.nats.stream = names.stream();
     config.relay.sweep_interval = Duration::from_millis(200);
-    config.nats.publish_timeout = Duration::from_millis(500);
+    config.nats.publish_timeout = Duration::from_millis(300);
     config
 }
 
@@ -42,6 +42,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
+        testkit::init_tracing();
         let app = Application::build(config.clone())
             .await
             .expect("user-service builds");

@@ -72,9 +72,10 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
         11,
         "the events wait in the outbox"
     );
-    // Let every publish attempt time out, so that only the sweep can
-    // publish these events: no write follows to wake the relay.
-    tokio::time::sleep(app.config.nats.publish_timeout * 3).await;
+    // Let every attempt to publish (and to look up the stream, three
+    // requests) time out, so that only the sweep can publish these events:
+    // no write follows to wake the relay.
+    tokio::time::sleep(app.config.nats.publish_timeout * 10).await;
 
     nats.restart().expect("nats-server restarts");
     let events = app.wait_for_events(12).await;
