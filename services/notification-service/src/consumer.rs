@@ -18,13 +18,13 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
 };
 use chrono::Utc;
-use events::UserEvent;
+use events::{EventType, UserEvent};
 use futures::StreamExt;
 use tokio::{sync::mpsc, task::JoinSet};
 
 use crate::{
     config::NatsConfig,
-    store::{DeadLetter, NotificationStore},
+    store::{DeadLetter, NotificationStore, Outcome},
 };
 
 /// First and largest wait between retries of a failed MongoDB write.
@@ -176,7 +176,7 @@ async fn work(
                 let kind = event.kind.as_str();
                 let applied = retry(&message, &stopping, || store.apply(&event)).await;
                 let Some(outcome) = applied else { continue };
-                if outcome == crate::store::Outcome::Applied {
+                if outcome == Outcome::Applied {
                     let latency = (Utc::now() - event.occurred_at)
                         .to_std()
                         .unwrap_or_default();
@@ -248,6 +248,48 @@ where
             }
         }
     }
+}
+
+/// Describes the consumer's metrics and exports its counters at zero, so
+/// dashboards show 0 rather than no data before the first event.
+pub fn register_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "sync_events_total",
+        "Events handled, by type and outcome (applied, stale, dead_lettered)."
+    );
+    describe_histogram!(
+        "sync_latency_seconds",
+        "Time from the source commit to the MongoDB write."
+    );
+    describe_counter!(
+        "sync_store_errors_total",
+        "Failed MongoDB writes (each retried)."
+    );
+    describe_gauge!(
+        "consumer_pending_messages",
+        "Messages in the stream not yet delivered to the consumer."
+    );
+    describe_gauge!(
+        "consumer_ack_pending_messages",
+        "Messages delivered but not yet acknowledged."
+    );
+    describe_gauge!(
+        "consumer_redelivered_messages",
+        "Messages delivered more than once and not yet acknowledged."
+    );
+    for kind in [
+        EventType::UserCreated,
+        EventType::UserUpdated,
+        EventType::UserDeleted,
+    ] {
+        for outcome in [Outcome::Applied, Outcome::Stale] {
+            metrics::counter!("sync_events_total", "type" => kind.as_str(), "outcome" => outcome.as_str()).increment(0);
+        }
+    }
+    metrics::counter!("sync_events_total", "type" => "unknown", "outcome" => "dead_lettered")
+        .increment(0);
+    metrics::counter!("sync_store_errors_total").increment(0);
 }
 
 /// Completes once the consumer is stopping.

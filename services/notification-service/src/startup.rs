@@ -35,6 +35,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self> {
         // Install the metrics recorder before anything records.
         service_kit::metrics::handle();
+        crate::consumer::register_metrics();
         let mut options = ClientOptions::parse(&config.mongodb_uri)
             .await
             .context("parsing MONGODB_URI")?;

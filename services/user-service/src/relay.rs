@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use async_nats::jetstream::{self, message::PublishMessage};
+use events::EventType;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -239,6 +240,54 @@ impl Relay {
             Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
         }
     }
+}
+
+/// Describes the relay's metrics and exports its counters at zero, so
+/// dashboards show 0 rather than no data before the first event.
+pub fn register_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "user_writes_total",
+        "Committed user changes, by event type."
+    );
+    describe_counter!(
+        "outbox_published_total",
+        "Outbox events acknowledged by JetStream."
+    );
+    describe_counter!(
+        "outbox_duplicate_acks_total",
+        "Publishes JetStream acknowledged as duplicates."
+    );
+    describe_counter!(
+        "outbox_publish_errors_total",
+        "Publishes that failed or timed out (retried later)."
+    );
+    describe_gauge!(
+        "outbox_unpublished",
+        "Outbox rows not yet acknowledged by JetStream."
+    );
+    describe_gauge!(
+        "outbox_oldest_unpublished_age_seconds",
+        "Age of the oldest unpublished outbox row."
+    );
+    describe_histogram!(
+        "outbox_publish_duration_seconds",
+        "Time from sending an event to its JetStream ack."
+    );
+    describe_histogram!(
+        "outbox_commit_to_ack_seconds",
+        "Time from the commit of a change to the JetStream ack of its event."
+    );
+    for kind in [
+        EventType::UserCreated,
+        EventType::UserUpdated,
+        EventType::UserDeleted,
+    ] {
+        metrics::counter!("user_writes_total", "type" => kind.as_str()).increment(0);
+    }
+    metrics::counter!("outbox_published_total").increment(0);
+    metrics::counter!("outbox_duplicate_acks_total").increment(0);
+    metrics::counter!("outbox_publish_errors_total").increment(0);
 }
 
 #[derive(Default)]

@@ -38,6 +38,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self> {
         // Install the metrics recorder before anything records.
         service_kit::metrics::handle();
+        crate::relay::register_metrics();
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
