@@ -1,0 +1,225 @@
+//! Propagation latency: for each acknowledged write, the time from its 2xx
+//! response until notification-service returns that state (or a later one),
+//! polled outside goose's statistics and recorded in an HDR histogram.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+
+/// What a write returned: the state the copy must reach.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Written {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Copy {
+    name: String,
+    email: String,
+    updated_at: DateTime<Utc>,
+}
+
+impl Copy {
+    /// The copy has the written state, or a later one (another write to the
+    /// same user overtook it: then this one has arrived too, and been
+    /// superseded). Uses only the contract's fields.
+    fn has_reached(&self, written: &Written) -> bool {
+        self.updated_at > written.updated_at
+            || (self.updated_at == written.updated_at
+                && self.name == written.name
+                && self.email == written.email)
+    }
+}
+
+/// One sample for the plot: when the write was acknowledged (seconds since
+/// the start) and how long it took to arrive (milliseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub at_s: f64,
+    pub latency_ms: f64,
+}
+
+/// Everything measured while the load runs, shared by goose's users.
+pub struct Tracker {
+    start: Instant,
+    http: reqwest::Client,
+    notifications_host: String,
+    poll: Duration,
+    timeout: Duration,
+    pub propagation: Mutex<Histogram<u64>>,
+    pub write_latency: Mutex<Histogram<u64>>,
+    pub samples: Mutex<Vec<Sample>>,
+    /// Seconds since the start at which each write was acknowledged.
+    pub write_times: Mutex<Vec<f64>>,
+    pub writes: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 10 minutes, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Tracker {
+    pub fn new(notifications_host: String, poll: Duration, timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("an HTTP client"),
+            notifications_host,
+            poll,
+            timeout,
+            propagation: Mutex::new(histogram()),
+            write_latency: Mutex::new(histogram()),
+            samples: Mutex::new(Vec::new()),
+            write_times: Mutex::new(Vec::new()),
+            writes: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        })
+    }
+
+    pub fn notifications_host(&self) -> &str {
+        &self.notifications_host
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Records an acknowledged write that took `took` and starts watching
+    /// for its arrival in the copy.
+    pub fn written(self: &Arc<Self>, written: Written, took: Duration) {
+        let acked = Instant::now();
+        let at_s = self.start.elapsed().as_secs_f64();
+        record(&self.write_latency, took);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        lock(&self.write_times).push(at_s);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let tracker = Arc::clone(self);
+        tokio::spawn(async move {
+            let arrived = tracker.wait_for(&written, acked).await;
+            tracker.in_flight.fetch_sub(1, Ordering::Relaxed);
+            match arrived {
+                Some(latency) => {
+                    record(&tracker.propagation, latency);
+                    lock(&tracker.samples).push(Sample {
+                        at_s,
+                        latency_ms: latency.as_secs_f64() * 1e3,
+                    });
+                }
+                None => {
+                    tracker.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    async fn wait_for(&self, written: &Written, acked: Instant) -> Option<Duration> {
+        let url = format!(
+            "{}/notifications/user/{}",
+            self.notifications_host, written.id
+        );
+        while acked.elapsed() < self.timeout {
+            if let Ok(response) = self.http.get(&url).send().await
+                && response.status().is_success()
+                && let Ok(copy) = response.json::<Copy>().await
+                && copy.has_reached(written)
+            {
+                return Some(acked.elapsed());
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+        None
+    }
+
+    /// Waits until every watcher has finished (arrived or timed out).
+    pub async fn drain(&self) {
+        while self.in_flight.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A watcher panicking mid-record leaves the data usable.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn record(histogram: &Mutex<Histogram<u64>>, took: Duration) {
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+    lock(histogram).saturating_record(micros);
+}
+
+/// A percentile of a microsecond histogram, in milliseconds.
+#[allow(clippy::cast_precision_loss)]
+pub fn percentile_ms(histogram: &Histogram<u64>, q: f64) -> f64 {
+    if histogram.is_empty() {
+        return 0.0;
+    }
+    histogram.value_at_quantile(q) as f64 / 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_copy_reaches_a_write_when_equal_or_newer() {
+        let written = Written {
+            id: 1,
+            name: "b".into(),
+            email: "b@example.com".into(),
+            updated_at: at("2025-05-25T10:00:01Z"),
+        };
+        let copy = |name: &str, t: &str| Copy {
+            name: name.into(),
+            email: "b@example.com".into(),
+            updated_at: at(t),
+        };
+        assert!(copy("b", "2025-05-25T10:00:01Z").has_reached(&written));
+        assert!(
+            copy("c", "2025-05-25T10:00:02Z").has_reached(&written),
+            "superseded"
+        );
+        assert!(
+            !copy("a", "2025-05-25T10:00:00Z").has_reached(&written),
+            "older"
+        );
+        assert!(
+            !copy("x", "2025-05-25T10:00:01Z").has_reached(&written),
+            "same time, other state"
+        );
+    }
+
+    #[test]
+    fn percentiles_are_in_milliseconds() {
+        let mut h = histogram();
+        for micros in 1..=1000 {
+            h.record(micros * 10).unwrap();
+        }
+        let p50 = percentile_ms(&h, 0.5);
+        assert!((4.9..=5.1).contains(&p50), "{p50}");
+        assert!(percentile_ms(&histogram(), 0.99).abs() < f64::EPSILON);
+    }
+}

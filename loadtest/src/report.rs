@@ -1,0 +1,256 @@
+//! What the run produced: `summary.json`, a latency plot (SVG, opens
+//! offline in any browser) and the terminal summary.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{consistency::Consistency, propagation::Sample};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpMs {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PropagationMs {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub writes: u64,
+    pub write_rps: f64,
+    pub http_ms: HttpMs,
+    pub propagation_ms: PropagationMs,
+    pub propagation_timeouts: u64,
+    pub consistency: Consistency,
+    /// service write rate / raw SQL rate of the same writes; null when the
+    /// baseline was skipped.
+    pub write_efficiency: Option<f64>,
+    pub raw_sql_rps: Option<f64>,
+    pub users: usize,
+    pub duration_s: f64,
+}
+
+impl Summary {
+    pub fn to_terminal(&self) -> String {
+        let p = &self.propagation_ms;
+        let c = &self.consistency;
+        let mut out = String::new();
+        let _ = writeln!(out, "\n=== user-sync load test ===");
+        let _ = writeln!(
+            out,
+            "writes            {} in {:.1} s = {:.0}/s ({} goose users)",
+            self.writes, self.duration_s, self.write_rps, self.users
+        );
+        let _ = writeln!(
+            out,
+            "write latency     p50 {:.2} ms  p99 {:.2} ms",
+            self.http_ms.p50, self.http_ms.p99
+        );
+        let _ = writeln!(
+            out,
+            "propagation       p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  timeouts {}",
+            p.p50, p.p90, p.p99, p.p999, p.max, self.propagation_timeouts
+        );
+        match (self.raw_sql_rps, self.write_efficiency) {
+            (Some(raw), Some(efficiency)) => {
+                let _ = writeln!(
+                    out,
+                    "raw SQL baseline  {raw:.0}/s   write_efficiency {efficiency:.3}"
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "raw SQL baseline  skipped");
+            }
+        }
+        let verdict = if c.is_consistent() {
+            "CONSISTENT"
+        } else {
+            "INCONSISTENT"
+        };
+        let _ = writeln!(
+            out,
+            "consistency       {verdict}: checked {} missing {} stale {} extra {}",
+            c.checked, c.missing, c.stale, c.extra
+        );
+        out
+    }
+}
+
+/// Quantile of a sorted slice (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Per-second series: writes acknowledged, and propagation p50/p90/p99 of
+/// the writes acknowledged in that second.
+pub struct Series {
+    pub writes_per_s: Vec<f64>,
+    pub p50: Vec<f64>,
+    pub p90: Vec<f64>,
+    pub p99: Vec<f64>,
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+pub fn series(write_times: &[f64], samples: &[Sample]) -> Series {
+    let seconds = write_times.iter().copied().fold(0.0_f64, f64::max).ceil() as usize + 1;
+    let mut writes_per_s = vec![0.0; seconds];
+    for t in write_times {
+        writes_per_s[(*t as usize).min(seconds - 1)] += 1.0;
+    }
+    let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); seconds];
+    for s in samples {
+        buckets[(s.at_s as usize).min(seconds - 1)].push(s.latency_ms);
+    }
+    let (mut p50, mut p90, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+    for bucket in &mut buckets {
+        bucket.sort_by(f64::total_cmp);
+        p50.push(quantile(bucket, 0.5));
+        p90.push(quantile(bucket, 0.9));
+        p99.push(quantile(bucket, 0.99));
+    }
+    Series {
+        writes_per_s,
+        p50,
+        p90,
+        p99,
+    }
+}
+
+/// A panel's label, top edge, and lines (name, colour, values).
+type Panel<'a> = (&'a str, f64, Vec<(&'a str, &'a str, &'a Vec<f64>)>);
+
+/// Two panels, time on x: propagation percentiles (ms) and writes per second.
+#[allow(clippy::cast_precision_loss)]
+pub fn svg(series: &Series, title: &str) -> String {
+    const W: f64 = 960.0;
+    const PANEL: f64 = 220.0;
+    const LEFT: f64 = 70.0;
+    const RIGHT: f64 = 20.0;
+    let n = series.writes_per_s.len().max(2);
+    let x = |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (n - 1) as f64;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="560" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="16">{title}</text>"#
+    );
+    let panels: [Panel<'_>; 2] = [
+        (
+            "propagation latency (ms), by second of the write",
+            40.0,
+            vec![
+                ("p50", "#1f77b4", &series.p50),
+                ("p90", "#ff7f0e", &series.p90),
+                ("p99", "#d62728", &series.p99),
+            ],
+        ),
+        (
+            "writes acknowledged per second",
+            310.0,
+            vec![("writes/s", "#2ca02c", &series.writes_per_s)],
+        ),
+    ];
+    for (label, top, lines) in panels {
+        let max = lines
+            .iter()
+            .flat_map(|(_, _, v)| v.iter().copied())
+            .fold(0.0_f64, f64::max)
+            .max(1e-9);
+        let y = |v: f64| top + 20.0 + PANEL * (1.0 - v / max);
+        let _ = write!(
+            out,
+            r##"<text x="{LEFT}" y="{}">{label}</text><line x1="{LEFT}" y1="{}" x2="{LEFT}" y2="{}" stroke="#333"/><line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#333"/><text x="{}" y="{}" text-anchor="end">{max:.1}</text><text x="{}" y="{}" text-anchor="end">0</text><text x="{}" y="{}" text-anchor="end">{} s</text>"##,
+            top + 12.0,
+            top + 20.0,
+            top + 20.0 + PANEL,
+            top + 20.0 + PANEL,
+            W - RIGHT,
+            top + 20.0 + PANEL,
+            LEFT - 6.0,
+            top + 24.0,
+            LEFT - 6.0,
+            top + 20.0 + PANEL,
+            W - RIGHT,
+            top + 36.0 + PANEL,
+            n - 1
+        );
+        for (k, (name, color, values)) in lines.iter().enumerate() {
+            let points: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+                .collect();
+            let _ = write!(
+                out,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/><text x="{}" y="{}" fill="{color}">{name}</text>"#,
+                points.join(" "),
+                W - RIGHT - 200.0 + 60.0 * k as f64,
+                top + 12.0
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_bucket_writes_and_latencies_by_second() {
+        let times = [0.1, 0.5, 1.2, 2.9];
+        let samples = [
+            Sample {
+                at_s: 0.1,
+                latency_ms: 1.0,
+            },
+            Sample {
+                at_s: 0.5,
+                latency_ms: 3.0,
+            },
+            Sample {
+                at_s: 2.9,
+                latency_ms: 7.0,
+            },
+        ];
+        let s = series(&times, &samples);
+        assert_eq!(s.writes_per_s, [2.0, 1.0, 1.0]);
+        assert_eq!(s.p50, [1.0, 0.0, 7.0]);
+        assert_eq!(s.p99, [3.0, 0.0, 7.0]);
+    }
+
+    #[test]
+    fn the_plot_is_an_svg_with_one_line_per_series() {
+        let s = series(
+            &[0.0, 1.0, 2.0],
+            &[Sample {
+                at_s: 0.0,
+                latency_ms: 2.0,
+            }],
+        );
+        let svg = svg(&s, "test");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 4);
+    }
+}
