@@ -84,6 +84,11 @@ ensure_curl() {
   command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
 }
 
+# scripts/stack-test reads JSON (API answers, the dashboard, Prometheus) with it.
+ensure_python3() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+}
+
 ensure_rust() {
   command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] ||
     die "cargo is missing: install Rust (https://rustup.rs) or run inside 'nix develop'"
