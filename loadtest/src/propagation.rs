@@ -3,6 +3,7 @@
 //! polled outside goose's statistics and recorded in an HDR histogram.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -13,6 +14,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 /// What a write returned: the state the copy must reach.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,7 +67,21 @@ pub struct Tracker {
     pub writes: AtomicU64,
     pub timeouts: AtomicU64,
     pub in_flight: AtomicU64,
+    pending: Mutex<HashMap<i64, Vec<Pending>>>,
+    polls: Semaphore,
 }
+
+/// A write waiting to be seen in the copy.
+struct Pending {
+    written: Written,
+    acked: Instant,
+    at_s: f64,
+}
+
+/// How many arrival polls may be in flight at once.
+pub const MAX_CONCURRENT_POLLS: usize = 64;
+/// The slowest a pending write is polled.
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 fn histogram() -> Histogram<u64> {
     // Microseconds, 1 µs to 10 minutes, 3 significant digits.
@@ -90,6 +106,8 @@ impl Tracker {
             writes: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            polls: Semaphore::new(MAX_CONCURRENT_POLLS),
         })
     }
 
@@ -101,8 +119,10 @@ impl Tracker {
         self.start.elapsed()
     }
 
-    /// Records an acknowledged write that took `took` and starts watching
-    /// for its arrival in the copy.
+    /// Records an acknowledged write that took `took` and watches for its
+    /// arrival in the copy. One watcher polls per user, however many of its
+    /// writes are pending, and at most [`MAX_CONCURRENT_POLLS`] polls run at
+    /// once: the measurement must not become the load.
     pub fn written(self: &Arc<Self>, written: Written, took: Duration) {
         let acked = Instant::now();
         let at_s = self.start.elapsed().as_secs_f64();
@@ -110,41 +130,83 @@ impl Tracker {
         self.writes.fetch_add(1, Ordering::Relaxed);
         lock(&self.write_times).push(at_s);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let tracker = Arc::clone(self);
-        tokio::spawn(async move {
-            let arrived = tracker.wait_for(&written, acked).await;
-            tracker.in_flight.fetch_sub(1, Ordering::Relaxed);
-            match arrived {
-                Some(latency) => {
-                    record(&tracker.propagation, latency);
-                    lock(&tracker.samples).push(Sample {
-                        at_s,
-                        latency_ms: latency.as_secs_f64() * 1e3,
-                    });
-                }
-                None => {
-                    tracker.timeouts.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        let id = written.id;
+        let first = {
+            let mut pending = lock(&self.pending);
+            let queue = pending.entry(id).or_default();
+            queue.push(Pending {
+                written,
+                acked,
+                at_s,
+            });
+            queue.len() == 1
+        };
+        if first {
+            let tracker = Arc::clone(self);
+            tokio::spawn(async move { tracker.watch(id).await });
+        }
     }
 
-    async fn wait_for(&self, written: &Written, acked: Instant) -> Option<Duration> {
-        let url = format!(
-            "{}/notifications/user/{}",
-            self.notifications_host, written.id
-        );
-        while acked.elapsed() < self.timeout {
-            if let Ok(response) = self.http.get(&url).send().await
-                && response.status().is_success()
-                && let Ok(copy) = response.json::<Copy>().await
-                && copy.has_reached(written)
-            {
-                return Some(acked.elapsed());
+    /// Polls one user's copy until none of its writes is pending.
+    async fn watch(&self, id: i64) {
+        let url = format!("{}/notifications/user/{id}", self.notifications_host);
+        let started = Instant::now();
+        loop {
+            let copy = {
+                let _permit = self.polls.acquire().await.ok();
+                self.fetch(&url).await
+            };
+            let now = Instant::now();
+            let mut arrived = Vec::new();
+            let mut timed_out = 0_u64;
+            let done = {
+                let mut pending = lock(&self.pending);
+                let Some(queue) = pending.get_mut(&id) else {
+                    return;
+                };
+                queue.retain(|p| {
+                    if copy.as_ref().is_some_and(|c| c.has_reached(&p.written)) {
+                        arrived.push((p.at_s, now - p.acked));
+                        false
+                    } else if now - p.acked >= self.timeout {
+                        timed_out += 1;
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let done = queue.is_empty();
+                if done {
+                    pending.remove(&id);
+                }
+                done
+            };
+            for (at_s, latency) in &arrived {
+                record(&self.propagation, *latency);
+                lock(&self.samples).push(Sample {
+                    at_s: *at_s,
+                    latency_ms: latency.as_secs_f64() * 1e3,
+                });
             }
-            tokio::time::sleep(self.poll).await;
+            self.timeouts.fetch_add(timed_out, Ordering::Relaxed);
+            let finished = u64::try_from(arrived.len()).unwrap_or(0) + timed_out;
+            self.in_flight.fetch_sub(finished, Ordering::Relaxed);
+            if done {
+                return;
+            }
+            // Poll fast at first; a write that takes long is measured to
+            // within a tenth of its latency, and costs fewer requests.
+            let interval = self.poll.max(started.elapsed() / 10).min(MAX_POLL_INTERVAL);
+            tokio::time::sleep(interval).await;
         }
-        None
+    }
+
+    async fn fetch(&self, url: &str) -> Option<Copy> {
+        let response = self.http.get(url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json::<Copy>().await.ok()
     }
 
     /// Waits until every watcher has finished (arrived or timed out).

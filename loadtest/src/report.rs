@@ -113,7 +113,7 @@ pub struct Series {
     clippy::cast_precision_loss
 )]
 pub fn series(write_times: &[f64], samples: &[Sample]) -> Series {
-    let seconds = write_times.iter().copied().fold(0.0_f64, f64::max).ceil() as usize + 1;
+    let seconds = write_times.iter().copied().fold(0.0_f64, f64::max).floor() as usize + 1;
     let mut writes_per_s = vec![0.0; seconds];
     for t in write_times {
         writes_per_s[(*t as usize).min(seconds - 1)] += 1.0;

@@ -1,7 +1,10 @@
 //! The MongoDB copy: one document per user in `user_notifications`, written
 //! only by events newer than it (the version guard), and the dead letters.
 //!
-//! A document is the contract's `{user_id, name, email, updated_at}` plus
+//! A document's `_id` is the user id, so every write and single read goes
+//! through the primary key (FerretDB pushes only `_id` filters down to its
+//! storage; any other filter scans the collection). A document is the
+//! contract's `{user_id, name, email, updated_at}` plus
 //! `version` (of the last applied event), `deleted` (a tombstone: a deleted
 //! user keeps its document so that a late, older event cannot bring it
 //! back), `event_id` and `synced_at`.
@@ -73,9 +76,9 @@ impl NotificationStore {
         }
     }
 
-    /// Creates the unique index on `user_id` and gives documents written by
-    /// the original demo (which have no version) version 0, so any event
-    /// outranks them. Idempotent.
+    /// Creates the unique index on `user_id`, and adopts documents written by
+    /// the original demo: they are re-keyed by user id and given version 0,
+    /// so any event outranks them. Idempotent.
     ///
     /// # Errors
     /// When MongoDB fails.
@@ -89,6 +92,26 @@ impl NotificationStore {
                     .build(),
             )
             .build();
+        let legacy: Vec<Document> = self
+            .copies
+            .find(doc! {"_id": {"$type": "objectId"}})
+            .await?
+            .try_collect()
+            .await?;
+        for mut document in legacy {
+            let Some(user_id) = document.get("user_id").and_then(as_user_id) else {
+                continue;
+            };
+            let old_id = document.insert("_id", user_id);
+            if !document.contains_key("version") {
+                document.insert("version", 0_i64);
+            }
+            self.copies.delete_one(doc! {"_id": old_id}).await?;
+            match self.copies.insert_one(document).await {
+                Err(e) if !is_duplicate_key(&e) => return Err(e),
+                _ => {}
+            }
+        }
         self.copies.create_index(index).await?;
         self.copies
             .update_many(
@@ -119,7 +142,7 @@ impl NotificationStore {
     /// When MongoDB fails; nothing is half-applied, so the event can be retried.
     pub async fn apply(&self, event: &UserEvent) -> mongodb::error::Result<Outcome> {
         let document = to_document(event);
-        let newer = doc! {"user_id": event.payload.id, "version": {"$lt": event.version}};
+        let newer = doc! {"_id": event.payload.id, "version": {"$lt": event.version}};
         let updated = self
             .copies
             .update_one(newer, doc! {"$set": document.clone()})
@@ -142,7 +165,7 @@ impl NotificationStore {
         let documents: Vec<Document> = self
             .copies
             .find(doc! {"deleted": {"$ne": true}})
-            .sort(doc! {"user_id": 1})
+            .sort(doc! {"_id": 1})
             .await?
             .try_collect()
             .await?;
@@ -153,10 +176,10 @@ impl NotificationStore {
     ///
     /// # Errors
     /// When MongoDB fails.
-    pub async fn get(&self, user_id: i64) -> mongodb::error::Result<Option<Notification>> {
+    pub async fn get(&self, user_id: i32) -> mongodb::error::Result<Option<Notification>> {
         let document = self
             .copies
-            .find_one(doc! {"user_id": user_id, "deleted": {"$ne": true}})
+            .find_one(doc! {"_id": user_id, "deleted": {"$ne": true}})
             .await?;
         Ok(document.as_ref().and_then(from_document))
     }
@@ -197,6 +220,7 @@ impl NotificationStore {
 pub fn to_document(event: &UserEvent) -> Document {
     let p = &event.payload;
     doc! {
+        "_id": p.id,
         "user_id": p.id,
         "name": &p.name,
         "email": &p.email,
@@ -211,11 +235,7 @@ pub fn to_document(event: &UserEvent) -> Document {
 /// Reads a stored copy; also accepts the original demo's documents, whose
 /// `updated_at` is a BSON date and `user_id` may be a 64-bit integer.
 pub fn from_document(document: &Document) -> Option<Notification> {
-    let user_id = match document.get("user_id")? {
-        Bson::Int32(v) => i64::from(*v),
-        Bson::Int64(v) => *v,
-        _ => return None,
-    };
+    let user_id = i64::from(as_user_id(document.get("user_id")?)?);
     let updated_at = match document.get("updated_at")? {
         Bson::String(s) => DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc),
         Bson::DateTime(d) => DateTime::from_timestamp_millis(d.timestamp_millis())?,
@@ -227,6 +247,15 @@ pub fn from_document(document: &Document) -> Option<Notification> {
         email: document.get_str("email").ok()?.to_owned(),
         updated_at,
     })
+}
+
+/// A user id stored as a 32- or 64-bit integer (the original demo used 64).
+fn as_user_id(value: &Bson) -> Option<i32> {
+    match value {
+        Bson::Int32(v) => Some(*v),
+        Bson::Int64(v) => i32::try_from(*v).ok(),
+        _ => None,
+    }
 }
 
 fn is_duplicate_key(error: &mongodb::error::Error) -> bool {

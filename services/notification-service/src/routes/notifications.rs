@@ -22,9 +22,13 @@ async fn show(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
 ) -> Result<Json<Notification>, ApiError> {
+    // User ids are 32-bit (SERIAL); a larger one cannot exist.
+    let Ok(key) = i32::try_from(id) else {
+        return Err(ApiError::NotFound(id));
+    };
     state
         .store
-        .get(id)
+        .get(key)
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound(id))

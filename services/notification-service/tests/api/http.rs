@@ -50,12 +50,20 @@ async fn an_empty_copy_lists_as_an_empty_array() {
 async fn health_and_readiness_answer_with_json() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status(), StatusCode::OK);
-    assert_eq!(
-        ready.json::<Value>().await.expect("json"),
-        json!({"mongodb": true, "nats": true})
-    );
+    // The NATS connection is made in the background: ready soon, not at once.
+    let ready =
+        testkit::wait::eventually("readiness", std::time::Duration::from_secs(30), || async {
+            let response = app.get("/readyz").await;
+            let status = response.status();
+            let body: Value = response.json().await.map_err(|e| e.to_string())?;
+            if status == StatusCode::OK {
+                Ok(body)
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        })
+        .await;
+    assert_eq!(ready, json!({"mongodb": true, "nats": true}));
 }
 
 #[tokio::test]

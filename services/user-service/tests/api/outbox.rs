@@ -124,12 +124,20 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
 async fn health_and_readiness_answer_with_json() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status(), StatusCode::OK);
-    assert_eq!(
-        ready.json::<Value>().await.expect("json"),
-        json!({"postgres": true, "nats": true})
-    );
+    // The NATS connection is made in the background: ready soon, not at once.
+    let ready =
+        testkit::wait::eventually("readiness", std::time::Duration::from_secs(30), || async {
+            let response = app.get("/readyz").await;
+            let status = response.status();
+            let body: Value = response.json().await.map_err(|e| e.to_string())?;
+            if status == StatusCode::OK {
+                Ok(body)
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        })
+        .await;
+    assert_eq!(ready, json!({"postgres": true, "nats": true}));
 }
 
 #[tokio::test]
