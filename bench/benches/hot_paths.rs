@@ -96,6 +96,7 @@ fn publish(c: &mut Criterion) {
                 .expect("acked")
         });
     });
+    group.throughput(Throughput::Elements(256));
     group.bench_function("publish a batch of 256, acks awaited together", |b| {
         b.to_async(&runtime).iter(|| async {
             let mut acks = Vec::with_capacity(256);
