@@ -2,6 +2,7 @@
 //! starts (found through `TEST_*` variables), private servers a test can stop
 //! and restart, fresh database and stream names, and polling helpers.
 
+pub mod http;
 pub mod names;
 pub mod process;
 pub mod shared;

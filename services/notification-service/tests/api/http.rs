@@ -1,19 +1,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use testkit::http::{assert_json_error, wait_until_ready};
 
-async fn assert_json_error(response: reqwest::Response, status: StatusCode, case: &str) {
-    assert_eq!(response.status(), status, "{case}");
-    let body: Value = response
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
-    assert!(
-        body["error"].as_str().is_some_and(|m| !m.is_empty()),
-        "{case}: {body}"
-    );
-}
+use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn an_unknown_user_is_404_and_a_malformed_id_400_with_json_bodies() {
@@ -50,19 +40,7 @@ async fn an_empty_copy_lists_as_an_empty_array() {
 async fn health_and_readiness_answer_with_json() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
-    // The NATS connection is made in the background: ready soon, not at once.
-    let ready =
-        testkit::wait::eventually("readiness", std::time::Duration::from_secs(30), || async {
-            let response = app.get("/readyz").await;
-            let status = response.status();
-            let body: Value = response.json().await.map_err(|e| e.to_string())?;
-            if status == StatusCode::OK {
-                Ok(body)
-            } else {
-                Err(format!("{status} {body}"))
-            }
-        })
-        .await;
+    let ready = wait_until_ready(&app.http, &format!("{}/readyz", app.base)).await;
     assert_eq!(ready, json!({"mongodb": true, "nats": true}));
 }
 

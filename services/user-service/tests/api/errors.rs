@@ -1,7 +1,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_json_error};
+use testkit::http::assert_json_error;
+
+use crate::helpers::TestApp;
 
 /// Every rejected request must leave the users and the outbox as they were.
 async fn assert_nothing_changed(

@@ -188,16 +188,3 @@ pub async fn stream_events(nats_url: &str, stream: &str) -> Vec<UserEvent> {
     }
     events
 }
-
-/// Asserts a response is an error with `status` and a JSON `{"error": "..."}` body.
-pub async fn assert_json_error(response: Response, status: StatusCode, case: &str) {
-    assert_eq!(response.status(), status, "{case}");
-    let body: Value = response
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{case}: body is not JSON: {e}"));
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{case}: no error message in {body}"));
-    assert!(!message.is_empty(), "{case}: empty error message");
-}

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{NatsServer, wait::eventually};
+use testkit::{NatsServer, http::wait_until_ready, wait::eventually};
 use user_service::{domain::UserDraft, store::UserStore};
 
 use crate::helpers::{TestApp, stream_events, test_config};
@@ -124,19 +124,7 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
 async fn health_and_readiness_answer_with_json() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
-    // The NATS connection is made in the background: ready soon, not at once.
-    let ready =
-        testkit::wait::eventually("readiness", std::time::Duration::from_secs(30), || async {
-            let response = app.get("/readyz").await;
-            let status = response.status();
-            let body: Value = response.json().await.map_err(|e| e.to_string())?;
-            if status == StatusCode::OK {
-                Ok(body)
-            } else {
-                Err(format!("{status} {body}"))
-            }
-        })
-        .await;
+    let ready = wait_until_ready(&app.http, &format!("{}/readyz", app.base)).await;
     assert_eq!(ready, json!({"postgres": true, "nats": true}));
 }
 
