@@ -202,29 +202,30 @@ async fn start_users(config: user_service::Config) -> Running {
     let app = user_service::Application::build(config)
         .await
         .expect("user-service builds");
-    let base = format!("http://{}", app.local_addr().expect("addr"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    let addr = app.local_addr().expect("addr");
+    run(addr, |stopped| app.run_until(stopped))
 }
 
 async fn start_notifications(config: notification_service::Config) -> Running {
     let app = notification_service::Application::build(config)
         .await
         .expect("notification-service builds");
-    let base = format!("http://{}", app.local_addr().expect("addr"));
+    let addr = app.local_addr().expect("addr");
+    run(addr, |stopped| app.run_until(stopped))
+}
+
+/// Runs a built service in the background until [`Running::stop`].
+fn run<F, Fut>(addr: std::net::SocketAddr, run_until: F) -> Running
+where
+    F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async {
+    let task = tokio::spawn(run_until(Box::pin(async {
         let _ = stopped.await;
-    }));
+    })));
     Running {
-        base,
+        base: format!("http://{addr}"),
         stop: Some(stop),
         task: Some(task),
     }
