@@ -43,7 +43,10 @@ impl Application {
         options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
         let client =
             mongodb::Client::with_options(options).context("creating the MongoDB client")?;
-        let store = NotificationStore::new(client.database(&config.database));
+        let store = NotificationStore::open(client.database(&config.database))
+            .await
+            .context("reaching MongoDB (MONGODB_URI)")?;
+        tracing::info!(write_guard = store.guard().as_str(), "MongoDB reached");
         store
             .prepare()
             .await

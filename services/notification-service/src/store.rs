@@ -1,13 +1,15 @@
 //! The MongoDB copy: one document per user in `user_notifications`, written
 //! only by events newer than it (the version guard), and the dead letters.
 //!
-//! A document's `_id` is the user id, so every write and single read goes
-//! through the primary key (FerretDB pushes only `_id` filters down to its
-//! storage; any other filter scans the collection). A document is the
-//! contract's `{user_id, name, email, updated_at}` plus
-//! `version` (of the last applied event), `deleted` (a tombstone: a deleted
-//! user keeps its document so that a late, older event cannot bring it
-//! back), `event_id` and `synced_at`.
+//! A document's `_id` is the user id as a string (`"42"`), so every write and
+//! single read filters on `{_id: <string>}` alone: that is the one filter
+//! FerretDB 1.x pushes down to its storage; with any other filter, or a
+//! numeric `_id`, it decodes the whole collection for each query, and a write
+//! costs time proportional to the number of users. A document is the
+//! contract's `{user_id, name, email, updated_at}` plus `version` (of the
+//! last applied event), `deleted` (a tombstone: a deleted user keeps its
+//! document so that a late, older event cannot bring it back), `event_id`
+//! and `synced_at`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use events::{EventType, UserEvent};
@@ -60,29 +62,108 @@ pub struct DeadLetter<'a> {
     pub reason: String,
 }
 
+/// How a write makes sure it replaces only an older version of the copy.
+///
+/// Both read the copy's version by `_id` first (a stale or duplicate event
+/// then costs one read and no write) and differ in the update's filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteGuard {
+    /// The filter carries the version just read: a compare-and-set, atomic on
+    /// MongoDB, so several notification-service instances may write at once.
+    CompareAndSet,
+    /// The filter is the `_id` alone, which FerretDB serves from its primary
+    /// key (it scans the collection for any other filter, and its updates are
+    /// not atomic anyway). Correct because the consumer applies one user's
+    /// events one at a time; so one instance only.
+    SingleWriter,
+}
+
+impl WriteGuard {
+    /// `SingleWriter` on FerretDB (its `buildInfo` has a `ferretdbVersion`),
+    /// `CompareAndSet` on MongoDB.
+    ///
+    /// # Errors
+    /// When the server does not answer `buildInfo`.
+    pub async fn detect(db: &Database) -> mongodb::error::Result<Self> {
+        let info = db.run_command(doc! {"buildInfo": 1}).await?;
+        Ok(if info.contains_key("ferretdbVersion") {
+            WriteGuard::SingleWriter
+        } else {
+            WriteGuard::CompareAndSet
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteGuard::CompareAndSet => "compare-and-set",
+            WriteGuard::SingleWriter => "single-writer",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct NotificationStore {
     db: Database,
     copies: Collection<Document>,
     dead_letters: Collection<Document>,
+    guard: WriteGuard,
 }
 
 impl NotificationStore {
-    pub fn new(db: Database) -> Self {
+    pub fn new(db: Database, guard: WriteGuard) -> Self {
         Self {
             copies: db.collection(COLLECTION),
             dead_letters: db.collection(DEAD_LETTER_COLLECTION),
             db,
+            guard,
         }
     }
 
-    /// Creates the unique index on `user_id`, and adopts documents written by
-    /// the original demo: they are re-keyed by user id and given version 0,
-    /// so any event outranks them. Idempotent.
+    /// A store with the write guard that suits the server behind `db`.
+    ///
+    /// # Errors
+    /// When the server does not answer.
+    pub async fn open(db: Database) -> mongodb::error::Result<Self> {
+        let guard = WriteGuard::detect(&db).await?;
+        Ok(Self::new(db, guard))
+    }
+
+    pub fn guard(&self) -> WriteGuard {
+        self.guard
+    }
+
+    /// Creates the unique index on `user_id`, and adopts documents keyed
+    /// otherwise: the original demo's (an ObjectId `_id`, no version, which
+    /// get version 0 so that any event outranks them) and those of earlier
+    /// versions of this service (a numeric `_id`). Idempotent; a document is
+    /// removed before its re-keyed copy is written, so a crash in between
+    /// loses only a copy, which the stream or `resync` restores.
     ///
     /// # Errors
     /// When MongoDB fails.
     pub async fn prepare(&self) -> mongodb::error::Result<()> {
+        for kind in ["objectId", "int", "long"] {
+            let misfiled: Vec<Document> = self
+                .copies
+                .find(doc! {"_id": {"$type": kind}})
+                .await?
+                .try_collect()
+                .await?;
+            for mut document in misfiled {
+                let Some(user_id) = document.get("user_id").and_then(as_user_id) else {
+                    continue;
+                };
+                let old_id = document.insert("_id", key(user_id));
+                if !document.contains_key("version") {
+                    document.insert("version", 0_i64);
+                }
+                self.copies.delete_one(doc! {"_id": old_id}).await?;
+                match self.copies.insert_one(document).await {
+                    Err(e) if !is_duplicate_key(&e) => return Err(e),
+                    _ => {}
+                }
+            }
+        }
         let index = IndexModel::builder()
             .keys(doc! {"user_id": 1})
             .options(
@@ -92,26 +173,6 @@ impl NotificationStore {
                     .build(),
             )
             .build();
-        let legacy: Vec<Document> = self
-            .copies
-            .find(doc! {"_id": {"$type": "objectId"}})
-            .await?
-            .try_collect()
-            .await?;
-        for mut document in legacy {
-            let Some(user_id) = document.get("user_id").and_then(as_user_id) else {
-                continue;
-            };
-            let old_id = document.insert("_id", user_id);
-            if !document.contains_key("version") {
-                document.insert("version", 0_i64);
-            }
-            self.copies.delete_one(doc! {"_id": old_id}).await?;
-            match self.copies.insert_one(document).await {
-                Err(e) if !is_duplicate_key(&e) => return Err(e),
-                _ => {}
-            }
-        }
         self.copies.create_index(index).await?;
         self.copies
             .update_many(
@@ -132,28 +193,46 @@ impl NotificationStore {
 
     /// Applies `event` if it is newer than the copy.
     ///
-    /// First a conditional update (`version < event.version`); if nothing
-    /// matched, an insert, which the unique index on `user_id` refuses when a
-    /// document with a newer or equal version exists: then the event is stale.
-    /// Two writes of one user must not run at once (FerretDB does not make
-    /// the conditional update atomic); the consumer guarantees that.
+    /// Reads the copy's version; if it is as new as the event's, the event is
+    /// stale and nothing is written. If there is no copy, inserts one (should
+    /// another writer insert first, the `_id` clash sends us round again).
+    /// Otherwise updates it, guarded as [`WriteGuard`] says (under
+    /// compare-and-set, losing a race sends us round again).
     ///
     /// # Errors
     /// When MongoDB fails; nothing is half-applied, so the event can be retried.
     pub async fn apply(&self, event: &UserEvent) -> mongodb::error::Result<Outcome> {
-        let document = to_document(event);
-        let newer = doc! {"_id": event.payload.id, "version": {"$lt": event.version}};
-        let updated = self
-            .copies
-            .update_one(newer, doc! {"$set": document.clone()})
-            .await?;
-        if updated.matched_count > 0 {
-            return Ok(Outcome::Applied);
-        }
-        match self.copies.insert_one(document).await {
-            Ok(_) => Ok(Outcome::Applied),
-            Err(e) if is_duplicate_key(&e) => Ok(Outcome::Stale),
-            Err(e) => Err(e),
+        let id = key(event.payload.id);
+        loop {
+            let current = self
+                .copies
+                .find_one(doc! {"_id": &id})
+                .projection(doc! {"version": 1})
+                .await?;
+            let Some(current) = current else {
+                match self.copies.insert_one(to_document(event)).await {
+                    Ok(_) => return Ok(Outcome::Applied),
+                    Err(e) if is_duplicate_key(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            let seen = current.get_i64("version").unwrap_or(0);
+            if seen >= event.version {
+                return Ok(Outcome::Stale);
+            }
+            let filter = match self.guard {
+                WriteGuard::CompareAndSet => doc! {"_id": &id, "version": seen},
+                WriteGuard::SingleWriter => doc! {"_id": &id},
+            };
+            let mut fields = to_document(event);
+            fields.remove("_id");
+            let updated = self
+                .copies
+                .update_one(filter, doc! {"$set": fields})
+                .await?;
+            if updated.matched_count > 0 {
+                return Ok(Outcome::Applied);
+            }
         }
     }
 
@@ -165,7 +244,7 @@ impl NotificationStore {
         let documents: Vec<Document> = self
             .copies
             .find(doc! {"deleted": {"$ne": true}})
-            .sort(doc! {"_id": 1})
+            .sort(doc! {"user_id": 1})
             .await?
             .try_collect()
             .await?;
@@ -177,11 +256,11 @@ impl NotificationStore {
     /// # Errors
     /// When MongoDB fails.
     pub async fn get(&self, user_id: i32) -> mongodb::error::Result<Option<Notification>> {
-        let document = self
-            .copies
-            .find_one(doc! {"_id": user_id, "deleted": {"$ne": true}})
-            .await?;
-        Ok(document.as_ref().and_then(from_document))
+        let document = self.copies.find_one(doc! {"_id": key(user_id)}).await?;
+        Ok(document
+            .filter(|d| !d.get_bool("deleted").unwrap_or(false))
+            .as_ref()
+            .and_then(from_document))
     }
 
     /// Keeps a message that cannot be applied, with the reason.
@@ -220,7 +299,7 @@ impl NotificationStore {
 pub fn to_document(event: &UserEvent) -> Document {
     let p = &event.payload;
     doc! {
-        "_id": p.id,
+        "_id": key(p.id),
         "user_id": p.id,
         "name": &p.name,
         "email": &p.email,
@@ -247,6 +326,11 @@ pub fn from_document(document: &Document) -> Option<Notification> {
         email: document.get_str("email").ok()?.to_owned(),
         updated_at,
     })
+}
+
+/// A copy's `_id`: the user id, as a string (see the module's notes).
+pub fn key(user_id: i32) -> String {
+    user_id.to_string()
 }
 
 /// A user id stored as a 32- or 64-bit integer (the original demo used 64).
@@ -292,6 +376,8 @@ mod tests {
     fn a_document_reads_back_as_the_events_state() {
         let e = event(EventType::UserUpdated);
         let document = to_document(&e);
+        assert_eq!(document.get_str("_id").unwrap(), "1");
+        assert_eq!(document.get_i32("user_id").unwrap(), 1);
         assert_eq!(document.get_i64("version").unwrap(), 4);
         assert!(!document.get_bool("deleted").unwrap());
         assert_eq!(

@@ -114,7 +114,9 @@ impl TestApp {
         let client = mongodb::Client::with_uri_str(&self.config.mongodb_uri)
             .await
             .expect("mongo client");
-        NotificationStore::new(client.database(&self.config.database))
+        NotificationStore::open(client.database(&self.config.database))
+            .await
+            .expect("store")
     }
 }
 

@@ -6,3 +6,4 @@ mod consumer;
 mod faults;
 mod helpers;
 mod http;
+mod store;

@@ -1,0 +1,123 @@
+//! The store alone, against the real server: the version guard under both
+//! write guards, re-keying of older documents, and that every per-user query
+//! is one FerretDB serves from its primary key.
+
+use events::EventType::{UserCreated, UserDeleted, UserUpdated};
+use mongodb::bson::{Document, doc};
+use notification_service::store::{self, NotificationStore, Outcome, WriteGuard};
+
+use crate::helpers::{TestApp, event, test_config};
+
+async fn fresh_store(guard: WriteGuard) -> NotificationStore {
+    let config = test_config(None, None);
+    let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
+        .await
+        .expect("client");
+    let store = NotificationStore::new(client.database(&config.database), guard);
+    store.prepare().await.expect("prepare");
+    store
+}
+
+#[tokio::test]
+async fn only_a_newer_version_replaces_the_copy_under_either_guard() {
+    for guard in [WriteGuard::CompareAndSet, WriteGuard::SingleWriter] {
+        let store = fresh_store(guard).await;
+        let applied = |outcome| assert_eq!(outcome, Outcome::Applied, "{guard:?}");
+        let stale = |outcome| assert_eq!(outcome, Outcome::Stale, "{guard:?}");
+
+        applied(store.apply(&event(UserUpdated, 4, 2, "v2")).await.unwrap());
+        stale(store.apply(&event(UserCreated, 4, 1, "v1")).await.unwrap());
+        stale(
+            store
+                .apply(&event(UserUpdated, 4, 2, "v2 again"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(store.get(4).await.unwrap().expect("copy").name, "v2");
+
+        applied(store.apply(&event(UserUpdated, 4, 5, "v5")).await.unwrap());
+        stale(store.apply(&event(UserUpdated, 4, 3, "v3")).await.unwrap());
+        assert_eq!(store.get(4).await.unwrap().expect("copy").name, "v5");
+
+        applied(store.apply(&event(UserDeleted, 4, 6, "v5")).await.unwrap());
+        stale(store.apply(&event(UserUpdated, 4, 5, "v5")).await.unwrap());
+        assert_eq!(store.get(4).await.unwrap(), None, "{guard:?}");
+        assert!(store.list().await.unwrap().is_empty(), "{guard:?}");
+    }
+}
+
+#[tokio::test]
+async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
+    let config = test_config(None, None);
+    let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
+        .await
+        .expect("client");
+    let copies = client
+        .database(&config.database)
+        .collection::<Document>("user_notifications");
+    // As the previous version of this service wrote them.
+    copies
+        .insert_one(
+            doc! {"_id": 12, "user_id": 12, "name": "Old", "email": "old@example.com",
+            "updated_at": "2025-05-25T10:00:00Z", "version": 3_i64, "deleted": false},
+        )
+        .await
+        .expect("old document");
+    let app = TestApp::spawn_with(config).await;
+    let ids: Vec<_> = copies
+        .distinct("_id", doc! {})
+        .await
+        .expect("ids")
+        .into_iter()
+        .map(|id| id.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, vec![Some("12".to_owned())]);
+    assert_eq!(app.copy_of(12).await.expect("copy")["name"], "Old");
+    let store = app.store().await;
+    assert_eq!(
+        store
+            .apply(&event(UserUpdated, 12, 3, "same version"))
+            .await
+            .unwrap(),
+        Outcome::Stale,
+        "the version survived the re-keying"
+    );
+}
+
+/// FerretDB pushes only `{_id: <string>}` filters down to its storage and
+/// decodes the whole collection for any other, which made each write cost
+/// time proportional to the number of users. Every per-user read and write
+/// uses `{_id: key(id)}`; this pins that FerretDB serves it by key.
+#[tokio::test]
+async fn the_per_user_filter_is_served_from_ferretdbs_primary_key() {
+    let config = test_config(None, None);
+    let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
+        .await
+        .expect("client");
+    let db = client.database(&config.database);
+    if WriteGuard::detect(&db).await.expect("buildInfo") != WriteGuard::SingleWriter {
+        eprintln!("not FerretDB: nothing to check");
+        return;
+    }
+    db.collection::<Document>("user_notifications")
+        .insert_one(doc! {"_id": store::key(1), "user_id": 1})
+        .await
+        .expect("insert");
+    let pushed_down = |filter: Document| {
+        let db = db.clone();
+        async move {
+            db.run_command(doc! {
+                "explain": {"find": "user_notifications", "filter": filter},
+            })
+            .await
+            .expect("explain")
+            .get_bool("filterPushdown")
+            .expect("FerretDB's filterPushdown")
+        }
+    };
+    assert!(pushed_down(doc! {"_id": store::key(1)}).await);
+    assert!(
+        !pushed_down(doc! {"_id": 1}).await,
+        "a numeric _id is not pushed down (so this check can fail)"
+    );
+}
