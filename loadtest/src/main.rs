@@ -103,7 +103,17 @@ async fn run() -> Result<bool> {
     }
     let progress = tokio::spawn(progress(Arc::clone(&tracker)));
     let started = Instant::now();
-    let metrics = GooseAttack::initialize()?
+    let mut attack = GooseAttack::initialize()?;
+    if settings.rate > 0 {
+        attack = *attack.set_default(
+            GooseDefault::ThrottleRequests,
+            usize::try_from(settings.rate).unwrap_or(usize::MAX),
+        )?;
+    }
+    let rate_limit = arg_value(&["--throttle-requests"])
+        .and_then(|v| v.parse::<u64>().ok())
+        .or((settings.rate > 0).then_some(settings.rate));
+    let metrics = attack
         .register_scenario(scenario)
         .set_default(GooseDefault::Host, "http://localhost:8080")?
         .set_default(GooseDefault::Users, 8)?
@@ -179,6 +189,7 @@ async fn run() -> Result<bool> {
             write_efficiency: raw.map(|r| write_rps / r),
             raw_sql_rps: raw,
             users: concurrency,
+            rate_limit,
             duration_s: load_time.as_secs_f64(),
         }
     };
@@ -203,18 +214,27 @@ async fn run() -> Result<bool> {
 
 /// goose's `--host`, as given on the command line (or its default).
 fn users_host_from_args() -> String {
-    let args: Vec<String> = std::env::args().collect();
-    let mut host = None;
-    for (i, arg) in args.iter().enumerate() {
-        if let Some(value) = arg.strip_prefix("--host=") {
-            host = Some(value.to_owned());
-        } else if (arg == "--host" || arg == "-H") && i + 1 < args.len() {
-            host = Some(args[i + 1].clone());
-        }
-    }
-    host.unwrap_or_else(|| "http://localhost:8080".to_owned())
+    arg_value(&["--host", "-H"])
+        .unwrap_or_else(|| "http://localhost:8080".to_owned())
         .trim_end_matches('/')
         .to_owned()
+}
+
+/// The last value given to one of goose's flags `names` (as `--flag value`
+/// or `--flag=value`), which goose parses but does not hand back.
+fn arg_value(names: &[&str]) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let mut value = None;
+    for (i, arg) in args.iter().enumerate() {
+        for name in names {
+            if let Some(v) = arg.strip_prefix(&format!("{name}=")) {
+                value = Some(v.to_owned());
+            } else if arg == name && i + 1 < args.len() {
+                value = Some(args[i + 1].clone());
+            }
+        }
+    }
+    value
 }
 
 /// Checks consistency until it holds or the settle timeout passes.

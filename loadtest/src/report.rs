@@ -35,6 +35,9 @@ pub struct Summary {
     pub write_efficiency: Option<f64>,
     pub raw_sql_rps: Option<f64>,
     pub users: usize,
+    /// goose's request rate limit (`--throttle-requests`), if any: then
+    /// `write_rps` is the load offered, not the service's limit.
+    pub rate_limit: Option<u64>,
     pub duration_s: f64,
 }
 
@@ -44,9 +47,12 @@ impl Summary {
         let c = &self.consistency;
         let mut out = String::new();
         let _ = writeln!(out, "\n=== user-sync load test ===");
+        let limit = self.rate_limit.map_or_else(String::new, |r| {
+            format!(", rate-limited to {r} requests/s; LOADTEST_RATE=0 lifts the limit")
+        });
         let _ = writeln!(
             out,
-            "writes            {} in {:.1} s = {:.0}/s ({} goose users)",
+            "writes            {} in {:.1} s = {:.0}/s ({} goose users{limit})",
             self.writes, self.duration_s, self.write_rps, self.users
         );
         let _ = writeln!(

@@ -3,6 +3,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
+//! | `LOADTEST_RATE` | `50` | requests per second goose may send (its `--throttle-requests`); `0` = as fast as the goose users go |
 //! | `LOADTEST_NOTIFICATIONS_HOST` | `http://localhost:8081` | where the copy is read |
 //! | `LOADTEST_CREATE_WEIGHT` | `1` | weight of `POST /users` |
 //! | `LOADTEST_UPDATE_WEIGHT` | `3` | weight of `PUT /users/{id}` |
@@ -20,6 +21,8 @@ use anyhow::{Context, Result};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Default of goose's `--throttle-requests`; 0 leaves goose unthrottled.
+    pub rate: u64,
     pub notifications_host: String,
     pub create_weight: usize,
     pub update_weight: usize,
@@ -52,6 +55,7 @@ impl Settings {
     /// When a variable is set to something that is not a whole number.
     pub fn from_env() -> Result<Self> {
         Ok(Self {
+            rate: number("LOADTEST_RATE", 50)?,
             notifications_host: var("LOADTEST_NOTIFICATIONS_HOST", "http://localhost:8081")
                 .trim_end_matches('/')
                 .to_owned(),

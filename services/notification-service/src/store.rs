@@ -193,7 +193,8 @@ impl NotificationStore {
 
     /// Applies `event` if it is newer than the copy.
     ///
-    /// Reads the copy's version; if it is as new as the event's, the event is
+    /// A create is first tried as an insert. Otherwise: reads the copy's
+    /// version; if it is as new as the event's, the event is
     /// stale and nothing is written. If there is no copy, inserts one (should
     /// another writer insert first, the `_id` clash sends us round again).
     /// Otherwise updates it, guarded as [`WriteGuard`] says (under
@@ -203,6 +204,16 @@ impl NotificationStore {
     /// When MongoDB fails; nothing is half-applied, so the event can be retried.
     pub async fn apply(&self, event: &UserEvent) -> mongodb::error::Result<Outcome> {
         let id = key(event.payload.id);
+        if event.kind == EventType::UserCreated {
+            // Usually the first of its user: one insert, no read (reads are
+            // the costly part on FerretDB). If a copy exists, the read below
+            // settles it.
+            match self.copies.insert_one(to_document(event)).await {
+                Ok(_) => return Ok(Outcome::Applied),
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
         loop {
             let current = self
                 .copies
