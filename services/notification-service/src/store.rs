@@ -71,9 +71,9 @@ pub enum WriteGuard {
     /// The filter carries the version just read: a compare-and-set, atomic on
     /// MongoDB, so several notification-service instances may write at once.
     CompareAndSet,
-    /// The filter is the `_id` alone, which FerretDB serves from its primary
-    /// key (it scans the collection for any other filter, and its updates are
-    /// not atomic anyway). Correct because the consumer applies one user's
+    /// The filter is the `_id` alone, which FerretDB pushes down to SQLite
+    /// (for any other filter it decodes the whole collection in Go; and its
+    /// updates are not atomic anyway). Correct because the consumer applies one user's
     /// events one at a time; so one instance only.
     SingleWriter,
 }
