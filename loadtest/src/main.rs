@@ -20,6 +20,7 @@ mod consistency;
 mod propagation;
 mod report;
 mod settings;
+mod write_log;
 
 use std::{
     process::ExitCode,
@@ -37,6 +38,7 @@ use rand::seq::SliceRandom;
 use report::{HttpMs, PropagationMs, Summary};
 use serde_json::json;
 use settings::Settings;
+use write_log::{Attempt, Fate, WriteLog};
 
 /// State goose's transactions share (they are plain functions).
 struct Shared {
@@ -45,6 +47,7 @@ struct Shared {
     users: std::sync::Mutex<Vec<i64>>,
     run: String,
     counter: AtomicU64,
+    write_log: Option<WriteLog>,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -79,6 +82,11 @@ async fn run() -> Result<bool> {
         users: std::sync::Mutex::new(Vec::new()),
         run: format!("{:08x}", rand::random::<u32>()),
         counter: AtomicU64::new(0),
+        write_log: settings
+            .write_log
+            .as_deref()
+            .map(WriteLog::create)
+            .transpose()?,
     });
 
     let report_file = settings.out_dir.join("report.html");
@@ -130,6 +138,9 @@ async fn run() -> Result<bool> {
         .await?;
     let load_time = started.elapsed();
     let users_host = users_host_from_args();
+    if let Some(log) = &shared().write_log {
+        log.flush()?;
+    }
 
     eprintln!("waiting for the last writes to arrive…");
     tracker.drain().await;
@@ -279,14 +290,29 @@ async fn progress(tracker: Arc<Tracker>) {
     }
 }
 
-/// Sends a write and, on 2xx, hands the returned state to the tracker.
+/// Sends a write and, on 2xx, hands the returned state to the tracker; logs
+/// the attempt when there is a write log.
 async fn write(
     user: &mut GooseUser,
     method: GooseMethod,
     path: &str,
     body: serde_json::Value,
+    id: Option<i64>,
 ) -> TransactionResult {
     let created = method == GooseMethod::Post;
+    let log = |status: Fate, acknowledged: Option<&Written>| {
+        if let Some(log) = &shared().write_log {
+            log.record(&Attempt {
+                op: if created { "create" } else { "update" },
+                id: acknowledged.map(|w| w.id).or(id),
+                name: body["name"].as_str().unwrap_or_default(),
+                email: body["email"].as_str().unwrap_or_default(),
+                status,
+                acknowledged,
+                at_s: log.elapsed_s(),
+            });
+        }
+    };
     let builder = user.get_request_builder(&method, path)?.json(&body);
     let request = GooseRequest::builder()
         .method(method)
@@ -300,12 +326,17 @@ async fn write(
         Ok(response) if response.status().is_success() => response,
         Ok(response) => {
             let status = response.status();
+            log(Fate::of_status(status.as_u16()), None);
             return user.set_failure(&format!("{path}: {status}"), &mut goose.request, None, None);
         }
-        Err(e) => return user.set_failure(&format!("{path}: {e}"), &mut goose.request, None, None),
+        Err(e) => {
+            log(Fate::of_error(&e), None);
+            return user.set_failure(&format!("{path}: {e}"), &mut goose.request, None, None);
+        }
     };
     match response.json::<Written>().await {
         Ok(written) => {
+            log(Fate::Ok, Some(&written));
             let state = shared();
             if created {
                 lock(&state.users).push(written.id);
@@ -313,12 +344,16 @@ async fn write(
             state.tracker.written(written, took);
             Ok(())
         }
-        Err(e) => user.set_failure(
-            &format!("{path}: unreadable body: {e}"),
-            &mut goose.request,
-            None,
-            None,
-        ),
+        Err(e) => {
+            // Acknowledged, but we cannot tell with what.
+            log(Fate::Unknown, None);
+            user.set_failure(
+                &format!("{path}: unreadable body: {e}"),
+                &mut goose.request,
+                None,
+                None,
+            )
+        }
     }
 }
 
@@ -326,7 +361,7 @@ async fn create_user(user: &mut GooseUser) -> TransactionResult {
     let state = shared();
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
     let body = json!({"name": format!("Load {n}"), "email": format!("load-{}-{n}@loadtest.example", state.run)});
-    write(user, GooseMethod::Post, "/users", body).await
+    write(user, GooseMethod::Post, "/users", body, None).await
 }
 
 async fn update_user(user: &mut GooseUser) -> TransactionResult {
@@ -338,7 +373,14 @@ async fn update_user(user: &mut GooseUser) -> TransactionResult {
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
     // The email stays unique: it carries the user's own id.
     let body = json!({"name": format!("Load {n}"), "email": format!("load-{}-u{id}-{n}@loadtest.example", state.run)});
-    write(user, GooseMethod::Put, &format!("/users/{id}"), body).await
+    write(
+        user,
+        GooseMethod::Put,
+        &format!("/users/{id}"),
+        body,
+        Some(id),
+    )
+    .await
 }
 
 async fn read_copy(user: &mut GooseUser) -> TransactionResult {

@@ -13,6 +13,7 @@
 //! | `LOADTEST_SETTLE_SECS` | `60` | how long the consistency check waits for convergence |
 //! | `LOADTEST_DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` | for the raw-SQL baseline |
 //! | `LOADTEST_BASELINE_SECS` | `10` | length of the baseline; `0` skips it |
+//! | `LOADTEST_WRITE_LOG` | unset | a file to log every write attempt and its fate to, one JSON line each (`write_log.rs`) |
 //! | `LOADTEST_OUT_DIR` | `target/loadtest` | where summary.json, the plot and goose's report go |
 
 use std::{path::PathBuf, time::Duration};
@@ -33,6 +34,7 @@ pub struct Settings {
     pub database_url: String,
     pub baseline: Duration,
     pub out_dir: PathBuf,
+    pub write_log: Option<PathBuf>,
 }
 
 fn var(name: &str, default: &str) -> String {
@@ -74,6 +76,9 @@ impl Settings {
             ),
             baseline: Duration::from_secs(number("LOADTEST_BASELINE_SECS", 10)?),
             out_dir: PathBuf::from(var("LOADTEST_OUT_DIR", "target/loadtest")),
+            write_log: std::env::var_os("LOADTEST_WRITE_LOG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         })
     }
 }
