@@ -206,4 +206,64 @@ mod tests {
         let b = UserEvent::new(EventType::UserCreated, sample().payload, 1, Utc::now());
         assert_ne!(a.event_id, b.event_id);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_event() -> impl Strategy<Value = UserEvent> {
+            (
+                prop_oneof![
+                    Just(EventType::UserCreated),
+                    Just(EventType::UserUpdated),
+                    Just(EventType::UserDeleted),
+                ],
+                any::<i32>(),
+                ".{0,64}",
+                ".{0,64}",
+                // Microsecond timestamps, as PostgreSQL stores them.
+                0_i64..4_102_444_800_000_000,
+                1_i64..=i64::MAX,
+                any::<u128>(),
+            )
+                .prop_map(|(kind, id, name, email, micros, version, uuid)| {
+                    let at = DateTime::from_timestamp_micros(micros).unwrap_or_default();
+                    UserEvent {
+                        kind,
+                        payload: UserPayload {
+                            id,
+                            name,
+                            email,
+                            updated_at: at,
+                        },
+                        event_id: Uuid::from_u128(uuid),
+                        version,
+                        occurred_at: at,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = UserEvent::decode(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_json_objects_never_panic(text in r#"\{("[a-z_]{1,10}": ?("[^"]{0,8}"|-?[0-9]{1,20}|null|\{\}|\[\]),? ?){0,8}\}"#) {
+                let _ = UserEvent::decode(text.as_bytes());
+            }
+
+            #[test]
+            fn valid_events_round_trip(event in any_event()) {
+                prop_assert_eq!(UserEvent::decode(&event.encode()).unwrap(), event);
+            }
+
+            #[test]
+            fn a_version_below_one_is_refused(event in any_event(), version in i64::MIN..1) {
+                let bad = UserEvent { version, ..event };
+                prop_assert!(matches!(UserEvent::decode(&bad.encode()), Err(DecodeError::Version(_))));
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! | `NOTIFICATION_SERVICE_ADDR` | `127.0.0.1:8081` |
 //! | `MONGODB_URI` | `mongodb://localhost:27017` |
 //! | `MONGODB_DATABASE` | `notifications_db` |
+//! | `REQUEST_TIMEOUT_MS` | `10000` (a request taking longer gets 503) |
 //! | `NATS_URL` | `nats://localhost:4222` |
 //! | `NATS_SUBJECT` | `user.events` |
 //! | `NATS_STREAM` | `USER_EVENTS` |
@@ -29,12 +30,15 @@ pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_WORKERS: usize = 8;
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1024;
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub mongodb_uri: String,
     pub database: String,
+    /// How long a request may take before its 503.
+    pub request_timeout: Duration,
     pub nats: NatsConfig,
 }
 
@@ -65,6 +69,7 @@ impl Config {
             addr: vars.parse("NOTIFICATION_SERVICE_ADDR", DEFAULT_ADDR.parse()?)?,
             mongodb_uri: vars.string("MONGODB_URI", DEFAULT_MONGODB_URI),
             database: vars.string("MONGODB_DATABASE", DEFAULT_DATABASE),
+            request_timeout: vars.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             nats: NatsConfig {
                 url: vars.string("NATS_URL", DEFAULT_NATS_URL),
                 subject: vars.string("NATS_SUBJECT", events::SUBJECT),

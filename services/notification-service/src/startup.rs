@@ -23,6 +23,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     consumer: Consumer,
+    request_timeout: Duration,
 }
 
 impl Application {
@@ -69,6 +70,7 @@ impl Application {
             listener,
             state: AppState { store, nats },
             consumer,
+            request_timeout: config.request_timeout,
         })
     }
 
@@ -94,9 +96,10 @@ impl Application {
         tracing::info!(%addr, "notification-service listening");
         let (http_stop, http_stopped) = oneshot::channel::<()>();
         let (consumer_stop, consumer_stopped) = oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, router(self.state)).with_graceful_shutdown(async {
-            let _ = http_stopped.await;
-        });
+        let serve = axum::serve(self.listener, router(self.state, self.request_timeout))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            });
         let mut server = tokio::spawn(async move { serve.await });
         let consumer = tokio::spawn(self.consumer.run(async {
             let _ = consumer_stopped.await;

@@ -30,6 +30,23 @@ pub async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "no such route")
 }
 
+/// Answers 503 with a JSON body when the rest of the stack takes longer than
+/// `limit` (the request's work is dropped: an open transaction rolls back).
+/// Use with `axum::middleware::from_fn_with_state(limit, request_timeout)`.
+pub async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {} ms", limit.as_millis()),
+        ),
+    }
+}
+
 /// Like [`axum::Json`], but a body that cannot be read is answered with a JSON
 /// error: 400 for malformed JSON, wrong types or missing fields, 413 for a
 /// body over the limit, 415 for a missing JSON content type.

@@ -5,6 +5,8 @@
 //! | `USER_SERVICE_ADDR` | `127.0.0.1:8080` |
 //! | `DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` |
 //! | `DATABASE_MAX_CONNECTIONS` | `10` |
+//! | `DATABASE_ACQUIRE_TIMEOUT_MS` | `5000` (a request waiting longer for a connection gets 503) |
+//! | `REQUEST_TIMEOUT_MS` | `10000` (a request taking longer gets 503; its transaction rolls back) |
 //! | `NATS_URL` | `nats://localhost:4222` |
 //! | `NATS_SUBJECT` | `user.events` |
 //! | `NATS_STREAM` | `USER_EVENTS` |
@@ -23,6 +25,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/users_db";
 pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -34,6 +38,10 @@ pub struct Config {
     pub addr: SocketAddr,
     pub database_url: String,
     pub max_connections: u32,
+    /// How long a request waits for a pooled connection before its 503.
+    pub acquire_timeout: Duration,
+    /// How long a request may take before its 503.
+    pub request_timeout: Duration,
     pub nats: NatsConfig,
     pub relay: RelayConfig,
 }
@@ -76,6 +84,8 @@ impl Config {
             addr: vars.parse("USER_SERVICE_ADDR", DEFAULT_ADDR.parse()?)?,
             database_url: vars.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             max_connections: vars.parse("DATABASE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
+            acquire_timeout: vars.millis("DATABASE_ACQUIRE_TIMEOUT_MS", DEFAULT_ACQUIRE_TIMEOUT)?,
+            request_timeout: vars.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             nats: NatsConfig {
                 url: vars.string("NATS_URL", DEFAULT_NATS_URL),
                 subject: vars.string("NATS_SUBJECT", events::SUBJECT),

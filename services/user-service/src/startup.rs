@@ -17,14 +17,12 @@ use crate::{
     store::UserStore,
 };
 
-/// How long a request may wait for a database connection before it gets 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A built, not yet running, user-service.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     relay: Relay,
+    request_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -41,7 +39,7 @@ impl Application {
         crate::relay::register_metrics();
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(config.acquire_timeout)
             .connect(&config.database_url)
             .await
             .context("connecting to PostgreSQL (DATABASE_URL)")?;
@@ -75,6 +73,7 @@ impl Application {
             listener,
             state,
             relay,
+            request_timeout: config.request_timeout,
         })
     }
 
@@ -100,9 +99,10 @@ impl Application {
         tracing::info!(%addr, "user-service listening");
         let (http_stop, http_stopped) = oneshot::channel::<()>();
         let (relay_stop, relay_stopped) = oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, router(self.state)).with_graceful_shutdown(async {
-            let _ = http_stopped.await;
-        });
+        let serve = axum::serve(self.listener, router(self.state, self.request_timeout))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            });
         let mut server = tokio::spawn(async move { serve.await });
         let relay = tokio::spawn(self.relay.run(async {
             let _ = relay_stopped.await;

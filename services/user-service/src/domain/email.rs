@@ -79,4 +79,30 @@ mod tests {
             assert!(Email::parse(raw).is_err(), "accepted {raw:?}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_input_is_parsed_or_refused_never_a_panic(raw in any::<String>()) {
+                if let Ok(parsed) = Email::parse(&raw) {
+                    let value = parsed.as_str();
+                    prop_assert_eq!(value, value.trim());
+                    prop_assert!(!value.is_empty());
+                    prop_assert!(value.chars().count() <= MAX_EMAIL_CHARS);
+                    prop_assert!(!value.chars().any(char::is_control));
+                }
+            }
+
+            #[test]
+            fn a_plain_address_is_accepted_as_given(local in "[a-z0-9][a-z0-9._+-]{0,20}[a-z0-9]", domain in "[a-z][a-z0-9-]{0,15}[a-z0-9]\\.[a-z]{2,6}") {
+                let raw = format!("{local}@{domain}");
+                prop_assume!(!local.contains(".."));
+                let parsed = Email::parse(&raw).unwrap();
+                prop_assert_eq!(parsed.as_str(), raw.as_str());
+            }
+        }
+    }
 }

@@ -68,4 +68,28 @@ mod tests {
             assert!(UserName::parse(raw).is_err(), "accepted {case}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_input_is_parsed_or_refused_never_a_panic(raw in any::<String>()) {
+                if let Ok(parsed) = UserName::parse(&raw) {
+                    let value = parsed.as_str();
+                    prop_assert_eq!(value, value.trim());
+                    prop_assert!(!value.is_empty());
+                    prop_assert!(value.chars().count() <= MAX_NAME_CHARS);
+                    prop_assert!(!value.chars().any(char::is_control));
+                }
+            }
+
+            #[test]
+            fn a_valid_name_is_kept_trimmed(raw in "[ ]{0,3}[a-zA-Z0-9À-ÿ'. -]{0,40}[a-zA-Z][ ]{0,3}") {
+                let parsed = UserName::parse(&raw).unwrap();
+                prop_assert_eq!(parsed.as_str(), raw.trim());
+            }
+        }
+    }
 }

@@ -30,13 +30,18 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole API; a request taking longer than `request_timeout` gets 503.
+pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
     Router::new()
         .merge(users::router())
         .merge(health::router())
         .route("/metrics", get(service_kit::metrics::render))
         .fallback(service_kit::http::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            service_kit::http::request_timeout,
+        ))
         .layer(middleware::from_fn(service_kit::metrics::track_http))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -218,3 +218,38 @@ async fn a_body_without_a_json_content_type_is_415() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_blocked_database_gives_503_json_errors_not_a_hang_and_changes_nothing() {
+    let mut config = crate::helpers::test_config(None).await;
+    config.max_connections = 1;
+    config.acquire_timeout = std::time::Duration::from_millis(300);
+    config.request_timeout = std::time::Duration::from_millis(1500);
+    let app = TestApp::spawn_with(config).await;
+    let users_before: Value = app.get("/users").await.json().await.expect("json");
+    let outbox_before = app.outbox_rows().await;
+
+    // Another client holds a lock every statement on users waits for.
+    let mut blocker = app.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    // The write takes the service's only connection and waits on the lock;
+    // the read then finds the pool exhausted.
+    let body = json!({"name": "Blocked", "email": "blocked@example.com"});
+    let both = async {
+        tokio::join!(app.post_json("/users", &body), async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            app.get("/users").await
+        })
+    };
+    let (write, read) = tokio::time::timeout(std::time::Duration::from_secs(10), both)
+        .await
+        .expect("answers, not a hang");
+    assert_json_error(read, StatusCode::SERVICE_UNAVAILABLE, "pool exhausted").await;
+    assert_json_error(write, StatusCode::SERVICE_UNAVAILABLE, "request timeout").await;
+
+    blocker.rollback().await.expect("rollback");
+    assert_nothing_changed(&app, &users_before, outbox_before, "timed-out write").await;
+}
