@@ -4,4 +4,5 @@
 
 mod faults;
 mod propagation;
+mod repair;
 mod stack;

@@ -46,6 +46,16 @@ impl Stack {
     }
 
     pub async fn start_with_nats(nats_url: String) -> Self {
+        Self::start_with(nats_url, None).await
+    }
+
+    /// With the drift gauge measured every `interval` (the metrics registry is
+    /// the process's: only one test may rely on it).
+    pub async fn start_with_drift_check(interval: Duration) -> Self {
+        Self::start_with(shared::nats_url(), Some(interval)).await
+    }
+
+    async fn start_with(nats_url: String, drift_check: Option<Duration>) -> Self {
         testkit::init_tracing();
         let names = Names::new();
         let defaults = service_kit::env::Vars::from_pairs([]);
@@ -71,6 +81,8 @@ impl Stack {
         notifications_config.nats.consumer = names.consumer();
 
         let users = start_users(users_config.clone()).await;
+        notifications_config.user_service_url = users.base.clone();
+        notifications_config.drift_check_interval = drift_check.unwrap_or(Duration::ZERO);
         let notifications = start_notifications(notifications_config.clone()).await;
         Self {
             http: reqwest::Client::new(),
@@ -93,6 +105,21 @@ impl Stack {
     pub async fn restart_users(&mut self) {
         self.users.stop().await;
         self.users = start_users(self.users_config.clone()).await;
+    }
+
+    pub fn notifications_config(&self) -> &notification_service::Config {
+        &self.notifications_config
+    }
+
+    /// The copy's store as the repair commands open it (compare-and-set).
+    pub async fn repair_store(&self) -> notification_service::store::NotificationStore {
+        let store = notification_service::startup::connect_store(&self.notifications_config)
+            .await
+            .expect("store");
+        notification_service::store::NotificationStore::new(
+            store.database().clone(),
+            notification_service::store::WriteGuard::CompareAndSet,
+        )
     }
 
     pub fn users_url(&self, path: &str) -> String {

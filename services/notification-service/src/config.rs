@@ -6,6 +6,8 @@
 //! | `MONGODB_URI` | `mongodb://localhost:27017` |
 //! | `MONGODB_DATABASE` | `notifications_db` |
 //! | `REQUEST_TIMEOUT_MS` | `10000` (a request taking longer gets 503) |
+//! | `USER_SERVICE_URL` | `http://localhost:8080` (the source, for `drift` and `resync`) |
+//! | `DRIFT_CHECK_INTERVAL_SECS` | `60` (how often `sync_drift_users` is measured; `0` never) |
 //! | `NATS_URL` | `nats://localhost:4222` |
 //! | `NATS_SUBJECT` | `user.events` |
 //! | `NATS_STREAM` | `USER_EVENTS` |
@@ -31,6 +33,8 @@ pub const DEFAULT_WORKERS: usize = 8;
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1024;
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_USER_SERVICE_URL: &str = "http://localhost:8080";
+pub const DEFAULT_DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -39,6 +43,10 @@ pub struct Config {
     pub database: String,
     /// How long a request may take before its 503.
     pub request_timeout: Duration,
+    /// user-service's base URL, without a trailing slash.
+    pub user_service_url: String,
+    /// How often the drift gauge is measured; zero: never.
+    pub drift_check_interval: Duration,
     pub nats: NatsConfig,
 }
 
@@ -70,6 +78,14 @@ impl Config {
             mongodb_uri: vars.string("MONGODB_URI", DEFAULT_MONGODB_URI),
             database: vars.string("MONGODB_DATABASE", DEFAULT_DATABASE),
             request_timeout: vars.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
+            user_service_url: vars
+                .string("USER_SERVICE_URL", DEFAULT_USER_SERVICE_URL)
+                .trim_end_matches('/')
+                .to_owned(),
+            drift_check_interval: Duration::from_secs(vars.parse(
+                "DRIFT_CHECK_INTERVAL_SECS",
+                DEFAULT_DRIFT_CHECK_INTERVAL.as_secs(),
+            )?),
             nats: NatsConfig {
                 url: vars.string("NATS_URL", DEFAULT_NATS_URL),
                 subject: vars.string("NATS_SUBJECT", events::SUBJECT),

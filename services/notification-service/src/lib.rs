@@ -6,6 +6,7 @@
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod repair;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -24,6 +24,8 @@ pub struct Application {
     state: AppState,
     consumer: Consumer,
     request_timeout: Duration,
+    /// Where the source is and how often to measure the drift, if at all.
+    drift: Option<(String, Duration)>,
 }
 
 impl Application {
@@ -37,16 +39,8 @@ impl Application {
         // Install the metrics recorder before anything records.
         service_kit::metrics::handle();
         crate::consumer::register_metrics();
-        let mut options = ClientOptions::parse(&config.mongodb_uri)
-            .await
-            .context("parsing MONGODB_URI")?;
-        options.app_name = Some("notification-service".to_owned());
-        options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
-        let client =
-            mongodb::Client::with_options(options).context("creating the MongoDB client")?;
-        let store = NotificationStore::open(client.database(&config.database))
-            .await
-            .context("reaching MongoDB (MONGODB_URI)")?;
+        crate::repair::register_metrics();
+        let store = connect_store(&config).await?;
         tracing::info!(write_guard = store.guard().as_str(), "MongoDB reached");
         store
             .prepare()
@@ -71,6 +65,8 @@ impl Application {
             state: AppState { store, nats },
             consumer,
             request_timeout: config.request_timeout,
+            drift: (!config.drift_check_interval.is_zero())
+                .then(|| (config.user_service_url.clone(), config.drift_check_interval)),
         })
     }
 
@@ -96,11 +92,21 @@ impl Application {
         tracing::info!(%addr, "notification-service listening");
         let (http_stop, http_stopped) = oneshot::channel::<()>();
         let (consumer_stop, consumer_stopped) = oneshot::channel::<()>();
+        let store = self.state.store.clone();
         let serve = axum::serve(self.listener, router(self.state, self.request_timeout))
             .with_graceful_shutdown(async {
                 let _ = http_stopped.await;
             });
         let mut server = tokio::spawn(async move { serve.await });
+        let drift = match self.drift {
+            Some((users_url, interval)) => Some(tokio::spawn(crate::repair::watch_drift(
+                crate::repair::http_client()?,
+                users_url,
+                store,
+                interval,
+            ))),
+            None => None,
+        };
         let consumer = tokio::spawn(self.consumer.run(async {
             let _ = consumer_stopped.await;
         }));
@@ -116,6 +122,9 @@ impl Application {
                 server.await
             }
         };
+        if let Some(drift) = drift {
+            drift.abort();
+        }
         consumer.await.context("consumer task panicked")?;
         served
             .context("server task panicked")?
@@ -123,4 +132,21 @@ impl Application {
         tracing::info!("notification-service stopped");
         Ok(())
     }
+}
+
+/// A client for `MONGODB_URI` and the store on `MONGODB_DATABASE`, with the
+/// write guard that suits the server.
+///
+/// # Errors
+/// When `MONGODB_URI` is invalid or the server does not answer.
+pub async fn connect_store(config: &Config) -> Result<NotificationStore> {
+    let mut options = ClientOptions::parse(&config.mongodb_uri)
+        .await
+        .context("parsing MONGODB_URI")?;
+    options.app_name = Some("notification-service".to_owned());
+    options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
+    let client = mongodb::Client::with_options(options).context("creating the MongoDB client")?;
+    NotificationStore::open(client.database(&config.database))
+        .await
+        .context("reaching MongoDB (MONGODB_URI)")
 }

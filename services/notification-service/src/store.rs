@@ -53,6 +53,34 @@ impl Outcome {
     }
 }
 
+/// How [`NotificationStore::apply_as`] treats a copy as new as the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Leaves it: live delivery, where the same version means the same state.
+    Live,
+    /// Overwrites it if it differs: replay and resync, which also mend copies
+    /// edited by hand.
+    Repair,
+}
+
+/// What [`NotificationStore::apply_as`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Inserted,
+    Updated,
+    Unchanged,
+}
+
+/// A copy's bookkeeping, for repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyVersion {
+    pub user_id: i32,
+    pub version: i64,
+    pub deleted: bool,
+    /// Unix milliseconds of the last write.
+    pub synced_at: i64,
+}
+
 /// A message that could not be processed, kept for an operator.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
@@ -132,6 +160,10 @@ impl NotificationStore {
         self.guard
     }
 
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Creates the unique index on `user_id`, and adopts documents keyed
     /// otherwise: the original demo's (an ObjectId `_id`, no version, which
     /// get version 0 so that any event outranks them) and those of earlier
@@ -193,58 +225,133 @@ impl NotificationStore {
 
     /// Applies `event` if it is newer than the copy.
     ///
-    /// A create is first tried as an insert. Otherwise: reads the copy's
-    /// version; if it is as new as the event's, the event is
-    /// stale and nothing is written. If there is no copy, inserts one (should
-    /// another writer insert first, the `_id` clash sends us round again).
-    /// Otherwise updates it, guarded as [`WriteGuard`] says (under
-    /// compare-and-set, losing a race sends us round again).
+    /// Applies `event` if it is newer than the copy (see [`Self::apply_as`]).
     ///
     /// # Errors
     /// When MongoDB fails; nothing is half-applied, so the event can be retried.
     pub async fn apply(&self, event: &UserEvent) -> mongodb::error::Result<Outcome> {
+        Ok(match self.apply_as(event, Mode::Live).await? {
+            Write::Inserted | Write::Updated => Outcome::Applied,
+            Write::Unchanged => Outcome::Stale,
+        })
+    }
+
+    /// Writes `event`'s state if it is newer than the copy, or, under
+    /// [`Mode::Repair`], as new but different (a copy edited by hand).
+    ///
+    /// A create is first tried as an insert. Otherwise: reads the copy; if it
+    /// is newer (or as new, and not to be repaired), nothing is written. If
+    /// there is no copy, inserts one (should another writer insert first, the
+    /// `_id` clash sends us round again). Otherwise updates it, guarded as
+    /// [`WriteGuard`] says (under compare-and-set, losing a race sends us
+    /// round again).
+    ///
+    /// # Errors
+    /// When MongoDB fails; nothing is half-applied, so the event can be retried.
+    pub async fn apply_as(&self, event: &UserEvent, mode: Mode) -> mongodb::error::Result<Write> {
         let id = key(event.payload.id);
+        let wanted = to_document(event);
         if event.kind == EventType::UserCreated {
             // Usually the first of its user: one insert, no read (reads are
             // the costly part on FerretDB). If a copy exists, the read below
             // settles it.
-            match self.copies.insert_one(to_document(event)).await {
-                Ok(_) => return Ok(Outcome::Applied),
+            match self.copies.insert_one(&wanted).await {
+                Ok(_) => return Ok(Write::Inserted),
                 Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(e),
             }
         }
         loop {
-            let current = self
-                .copies
-                .find_one(doc! {"_id": &id})
-                .projection(doc! {"version": 1})
-                .await?;
+            let current = self.copies.find_one(doc! {"_id": &id}).await?;
             let Some(current) = current else {
-                match self.copies.insert_one(to_document(event)).await {
-                    Ok(_) => return Ok(Outcome::Applied),
+                match self.copies.insert_one(&wanted).await {
+                    Ok(_) => return Ok(Write::Inserted),
                     Err(e) if is_duplicate_key(&e) => continue,
                     Err(e) => return Err(e),
                 }
             };
             let seen = current.get_i64("version").unwrap_or(0);
-            if seen >= event.version {
-                return Ok(Outcome::Stale);
+            let unchanged = match mode {
+                Mode::Live => seen >= event.version,
+                Mode::Repair => {
+                    seen > event.version || (seen == event.version && same_state(&current, &wanted))
+                }
+            };
+            if unchanged {
+                return Ok(Write::Unchanged);
             }
             let filter = match self.guard {
                 WriteGuard::CompareAndSet => doc! {"_id": &id, "version": seen},
                 WriteGuard::SingleWriter => doc! {"_id": &id},
             };
-            let mut fields = to_document(event);
+            let mut fields = wanted.clone();
             fields.remove("_id");
             let updated = self
                 .copies
                 .update_one(filter, doc! {"$set": fields})
                 .await?;
             if updated.matched_count > 0 {
-                return Ok(Outcome::Applied);
+                return Ok(Write::Updated);
             }
         }
+    }
+
+    /// Every copy's user id, version, deletion mark and `synced_at`, for
+    /// repairs.
+    ///
+    /// # Errors
+    /// When MongoDB fails.
+    pub async fn versions(&self) -> mongodb::error::Result<Vec<CopyVersion>> {
+        let documents: Vec<Document> = self
+            .copies
+            .find(doc! {})
+            .projection(doc! {"user_id": 1, "version": 1, "deleted": 1, "synced_at": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(documents
+            .iter()
+            .filter_map(|d| {
+                Some(CopyVersion {
+                    user_id: d.get("user_id").and_then(as_user_id)?,
+                    version: d.get_i64("version").unwrap_or(0),
+                    deleted: d.get_bool("deleted").unwrap_or(false),
+                    synced_at: d
+                        .get_datetime("synced_at")
+                        .map(|t| t.timestamp_millis())
+                        .unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// Marks the copy of `user_id` deleted (a tombstone, keeping its version)
+    /// if it was last written before `written_before` (Unix milliseconds), so
+    /// that a user created since the caller looked is left alone.
+    ///
+    /// # Errors
+    /// When MongoDB fails.
+    pub async fn remove(&self, user_id: i32, written_before: i64) -> mongodb::error::Result<bool> {
+        let id = key(user_id);
+        let Some(current) = self.copies.find_one(doc! {"_id": &id}).await? else {
+            return Ok(false);
+        };
+        let synced = current
+            .get_datetime("synced_at")
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0);
+        if current.get_bool("deleted").unwrap_or(false) || synced >= written_before {
+            return Ok(false);
+        }
+        let version = current.get_i64("version").unwrap_or(0);
+        let updated = self
+            .copies
+            .update_one(
+                doc! {"_id": &id, "version": version},
+                doc! {"$set": {"deleted": true, "synced_at": bson::DateTime::now()}},
+            )
+            .await?;
+        Ok(updated.matched_count > 0)
     }
 
     /// All live copies, by user id.
@@ -337,6 +444,14 @@ pub fn from_document(document: &Document) -> Option<Notification> {
         email: document.get_str("email").ok()?.to_owned(),
         updated_at,
     })
+}
+
+/// Whether `current` holds the state `wanted` describes (contract fields and
+/// the deletion mark).
+fn same_state(current: &Document, wanted: &Document) -> bool {
+    ["name", "email", "updated_at", "deleted"]
+        .iter()
+        .all(|field| current.get(field) == wanted.get(field))
 }
 
 /// A copy's `_id`: the user id, as a string (see the module's notes).

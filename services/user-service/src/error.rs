@@ -12,6 +12,8 @@ use crate::domain::InvalidInput;
 pub enum ApiError {
     #[error("{0}")]
     Invalid(#[from] InvalidInput),
+    #[error("{0}")]
+    BadQuery(String),
     #[error("user {0} not found")]
     NotFound(i32),
     #[error("email {0:?} is already taken")]
@@ -26,6 +28,7 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::EmailTaken(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,6 +78,7 @@ mod tests {
     fn each_error_has_its_status() {
         let cases = [
             (ApiError::Invalid(InvalidInput("bad".into())), 422),
+            (ApiError::BadQuery("include: unknown variant".into()), 400),
             (ApiError::NotFound(1), 404),
             (ApiError::EmailTaken("a@b.co".into()), 409),
             (ApiError::Unavailable(sqlx::Error::PoolTimedOut), 503),

@@ -1,6 +1,12 @@
 //! `/users`: the original demo's API plus `GET` and `DELETE` of one user.
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use serde::Deserialize;
 use service_kit::http::{JsonBody, PathParam};
 
@@ -30,9 +36,49 @@ impl UserRequest {
     }
 }
 
+/// `GET /users` options. `include=version` adds each user's version (of
+/// its last change; events carry it too), which `notification-service
+/// resync` needs; without it the body is the original demo's. Other
+/// parameters are ignored, as the original demo ignored them.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    include: Option<Include>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Include {
+    Version,
+}
+
+/// A user with its version, for `GET /users?include=version`.
+#[derive(Debug, serde::Serialize)]
+struct VersionedUser<'a> {
+    #[serde(flatten)]
+    user: &'a User,
+    version: i64,
+}
+
 #[tracing::instrument(skip_all)]
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
-    Ok(Json(state.users.list().await?))
+async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let users = state.users.list().await?;
+    Ok(match query.include {
+        None => Json(users).into_response(),
+        Some(Include::Version) => Json(
+            users
+                .iter()
+                .map(|user| VersionedUser {
+                    user,
+                    version: user.version,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+    })
 }
 
 #[tracing::instrument(skip_all, fields(user_id = id))]

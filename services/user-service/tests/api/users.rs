@@ -145,3 +145,37 @@ async fn concurrent_updates_of_one_user_get_distinct_consecutive_versions() {
     versions.dedup();
     assert_eq!(versions, (1..=101).collect::<Vec<i64>>());
 }
+
+#[tokio::test]
+async fn include_version_adds_each_users_version_and_anything_else_is_400() {
+    let app = TestApp::spawn().await;
+    let a = app.create_user("A", "a@example.com").await;
+    let b = app.create_user("B", "b@example.com").await;
+    let path = format!("/users/{}", b["id"]);
+    let response = app
+        .put_json(&path, &json!({"name": "B2", "email": "b@example.com"}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let b2: Value = response.json().await.expect("json");
+
+    let listed: Value = app
+        .get("/users?include=version")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let mut a1 = a.clone();
+    a1["version"] = json!(1);
+    let mut b2v = b2.clone();
+    b2v["version"] = json!(2);
+    assert_eq!(listed, json!([a1, b2v]));
+
+    testkit::http::assert_json_error(
+        app.get("/users?include=secrets").await,
+        StatusCode::BAD_REQUEST,
+        "unknown include",
+    )
+    .await;
+    let ignored: Value = app.get("/users?page=2").await.json().await.expect("json");
+    assert_eq!(ignored, json!([a, b2]), "other parameters are ignored");
+}
