@@ -1,12 +1,12 @@
 """The set check of scripts/chaos: every acknowledged write against the copy.
 
 Usage: chaos-check.py WRITE_LOG FAULTS USERS_URL NOTIFICATIONS_URL
-                      SINCE_HEALED_S TIMEOUT_S OUT_JSON
+                      SINCE_LOAD_END_S TIMEOUT_S OUT_JSON
 
 WRITE_LOG is the load test's LOADTEST_WRITE_LOG (one JSON line per write
 attempt: status ok / rejected / refused / unknown). FAULTS has one JSON line
-per injected fault. SINCE_HEALED_S is how long ago the last fault was healed;
-convergence is timed from then.
+per injected fault. SINCE_LOAD_END_S is how long ago the load's last writes
+were sent; `converged_after_s` is timed from then.
 
 First waits (up to TIMEOUT_S) until the copy equals the source, using only the
 original contract's fields. Then, for every acknowledged write of user u:
@@ -55,7 +55,7 @@ def read_lines(path):
 
 def main():
     log_path, faults_path, users_url, notifications_url = sys.argv[1:5]
-    since_healed, timeout, out_path = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
+    since_load_end, timeout, out_path = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
     attempts = read_lines(log_path)
     faults = read_lines(faults_path)
 
@@ -122,7 +122,7 @@ def main():
         "refused": by_status.get("refused", 0),
         "faults": faults,
         "converged": source == copy,
-        "converged_after_s": round(since_healed + converged_after, 1),
+        "converged_after_s": round(since_load_end + converged_after, 1),
         "consistency": {"checked": len(source), "missing": missing, "stale": stale_users, "extra": extra},
         "examples": examples,
     }
@@ -133,7 +133,7 @@ def main():
         f"acknowledged {summary['acknowledged_writes']}: ok {summary['ok']}, lost {summary['lost']}, "
         f"stale {summary['stale']}; unknown {summary['unknown']} (mismatched {mismatched}); "
         f"rejected {summary['rejected']}, refused {summary['refused']}; "
-        f"converged {summary['converged']} {summary['converged_after_s']} s after healing; "
+        f"converged {summary['converged']} {summary['converged_after_s']} s after the load; "
         f"users {len(source)} (missing {missing}, stale {stale_users}, extra {extra})"
     )
     bad = summary["lost"] or summary["stale"] or mismatched or not summary["converged"]
