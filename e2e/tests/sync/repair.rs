@@ -48,6 +48,16 @@ async fn drift(stack: &Stack) -> Drift {
     .expect("drift")
 }
 
+async fn resync(stack: &Stack) -> repair::Report {
+    repair::resync(
+        &repair::http_client().expect("client"),
+        &stack.notifications_config().user_service_url,
+        &stack.repair_store().await,
+    )
+    .await
+    .expect("resync")
+}
+
 #[tokio::test]
 async fn replay_mends_dropped_and_edited_copies_while_the_service_runs() {
     let stack = Stack::start().await;
@@ -107,13 +117,7 @@ async fn resync_mends_dropped_edited_and_extra_copies_from_the_source() {
         }
     );
 
-    let report = repair::resync(
-        &repair::http_client().expect("client"),
-        &stack.notifications_config().user_service_url,
-        &stack.repair_store().await,
-    )
-    .await
-    .expect("resync");
+    let report = resync(&stack).await;
     assert_eq!(
         (report.read, report.created, report.fixed, report.removed),
         (3, 1, 1, 1),
@@ -123,13 +127,7 @@ async fn resync_mends_dropped_edited_and_extra_copies_from_the_source() {
     stack.assert_converges().await;
 
     // A second run finds nothing to do.
-    let again = repair::resync(
-        &repair::http_client().expect("client"),
-        &stack.notifications_config().user_service_url,
-        &stack.repair_store().await,
-    )
-    .await
-    .expect("resync");
+    let again = resync(&stack).await;
     assert_eq!((again.created, again.fixed, again.removed), (0, 0, 0));
 }
 

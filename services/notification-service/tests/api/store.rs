@@ -8,12 +8,18 @@ use notification_service::store::{self, NotificationStore, Outcome, WriteGuard};
 
 use crate::helpers::{TestApp, event, test_config};
 
-async fn fresh_store(guard: WriteGuard) -> NotificationStore {
+/// A fresh database on the test server, and the config naming it.
+async fn fresh_database() -> (mongodb::Database, notification_service::Config) {
     let config = test_config(None, None);
     let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
         .await
         .expect("client");
-    let store = NotificationStore::new(client.database(&config.database), guard);
+    (client.database(&config.database), config)
+}
+
+async fn fresh_store(guard: WriteGuard) -> NotificationStore {
+    let (db, _) = fresh_database().await;
+    let store = NotificationStore::new(db, guard);
     store.prepare().await.expect("prepare");
     store
 }
@@ -48,13 +54,8 @@ async fn only_a_newer_version_replaces_the_copy_under_either_guard() {
 
 #[tokio::test]
 async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
-    let config = test_config(None, None);
-    let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
-        .await
-        .expect("client");
-    let copies = client
-        .database(&config.database)
-        .collection::<Document>("user_notifications");
+    let (db, config) = fresh_database().await;
+    let copies = db.collection::<Document>("user_notifications");
     // As the previous version of this service wrote them.
     copies
         .insert_one(
@@ -90,11 +91,7 @@ async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
 /// this pins that FerretDB pushes it down.
 #[tokio::test]
 async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
-    let config = test_config(None, None);
-    let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
-        .await
-        .expect("client");
-    let db = client.database(&config.database);
+    let (db, _) = fresh_database().await;
     if WriteGuard::detect(&db).await.expect("buildInfo") != WriteGuard::SingleWriter {
         eprintln!("not FerretDB: nothing to check");
         return;
