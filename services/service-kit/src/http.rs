@@ -25,6 +25,15 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
         .into_response()
 }
 
+/// A JSON document compiled into the binary (an OpenAPI description).
+pub fn json_document(document: &'static str) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document,
+    )
+        .into_response()
+}
+
 /// Fallback for unknown routes: 404 with a JSON body.
 pub async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "no such route")

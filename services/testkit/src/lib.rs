@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod names;
+pub mod openapi;
 pub mod process;
 pub mod shared;
 pub mod wait;

@@ -8,6 +8,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::store::NotificationStore;
 
+/// The OpenAPI description of this API, served at `/openapi.json`; the
+/// `openapi` tests hold it and the router to each other.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -21,6 +25,10 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .merge(notifications::router())
         .merge(health::router())
         .route("/metrics", get(service_kit::metrics::render))
+        .route(
+            "/openapi.json",
+            get(|| async { service_kit::http::json_document(OPENAPI) }),
+        )
         .fallback(service_kit::http::not_found)
         .layer(middleware::from_fn_with_state(
             request_timeout,

@@ -6,4 +6,5 @@ mod consumer;
 mod faults;
 mod helpers;
 mod http;
+mod openapi;
 mod store;

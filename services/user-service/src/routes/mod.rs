@@ -15,6 +15,10 @@ use crate::store::UserStore;
 /// Request bodies larger than this are answered with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The OpenAPI description of this API, served at `/openapi.json`; the
+/// `openapi` tests hold it and the router to each other.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -36,6 +40,10 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         .merge(users::router())
         .merge(health::router())
         .route("/metrics", get(service_kit::metrics::render))
+        .route(
+            "/openapi.json",
+            get(|| async { service_kit::http::json_document(OPENAPI) }),
+        )
         .fallback(service_kit::http::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(

@@ -3,5 +3,6 @@
 
 mod errors;
 mod helpers;
+mod openapi;
 mod outbox;
 mod users;

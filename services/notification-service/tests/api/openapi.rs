@@ -1,0 +1,28 @@
+//! The OpenAPI description at `/openapi.json` against the running service.
+
+use events::EventType::UserCreated;
+use serde_json::Value;
+use testkit::openapi::check_conformance;
+
+use crate::helpers::{TestApp, event};
+
+#[tokio::test]
+async fn every_documented_operation_answers_as_documented_and_nothing_else_is_routed() {
+    let app = TestApp::spawn().await;
+    let served: Value = app.get("/openapi.json").await.json().await.expect("json");
+    let compiled: Value =
+        serde_json::from_str(notification_service::routes::OPENAPI).expect("valid JSON");
+    assert_eq!(served, compiled);
+
+    app.publisher()
+        .publish(&event(UserCreated, 1, 1, "Described"))
+        .await;
+    app.wait_for_name(1, "Described").await;
+    // A copy that exists, one that does not, a malformed id.
+    for id in ["1", "999999", "abc"] {
+        let checked = check_conformance(&app.http, &app.base, &served, id)
+            .await
+            .unwrap_or_else(|problems| panic!("id {id}:\n{problems}"));
+        assert!(checked >= 30, "only {checked} calls");
+    }
+}

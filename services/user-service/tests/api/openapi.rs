@@ -1,0 +1,28 @@
+//! The OpenAPI description at `/openapi.json` against the running service.
+
+use serde_json::Value;
+use testkit::openapi::check_conformance;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn every_documented_operation_answers_as_documented_and_nothing_else_is_routed() {
+    let app = TestApp::spawn().await;
+    let served: Value = app.get("/openapi.json").await.json().await.expect("json");
+    let compiled: Value = serde_json::from_str(user_service::routes::OPENAPI).expect("valid JSON");
+    assert_eq!(served, compiled);
+    assert_eq!(served["openapi"], "3.0.3");
+
+    let user = app.create_user("Described", "described@example.com").await;
+    // An existing user (the PUT and DELETE change it), a missing one, a malformed id.
+    for id in [
+        user["id"].to_string(),
+        "999999".to_owned(),
+        "abc".to_owned(),
+    ] {
+        let checked = check_conformance(&app.http, &app.base, &served, &id)
+            .await
+            .unwrap_or_else(|problems| panic!("id {id}:\n{problems}"));
+        assert!(checked >= 25, "only {checked} calls");
+    }
+}
