@@ -89,6 +89,25 @@ ensure_python3() {
   command -v python3 >/dev/null 2>&1 || apt_install python3
 }
 
+# schemathesis (PyPI), pinned, in its own virtualenv in the cache: puts
+# `schemathesis` on PATH.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  command -v schemathesis >/dev/null 2>&1 && return 0
+  local venv="$TOOLS_CACHE/schemathesis-$SCHEMATHESIS_VERSION"
+  if [ ! -x "$venv/bin/schemathesis" ]; then
+    ensure_python3
+    log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI (once; cached in $TOOLS_CACHE)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; } ||
+      die "cannot create a Python virtualenv for schemathesis"
+    "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" ||
+      die "could not install schemathesis $SCHEMATHESIS_VERSION"
+  fi
+  PATH="$venv/bin:$PATH"
+  export PATH
+}
+
 ensure_rust() {
   command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] ||
     die "cargo is missing: install Rust (https://rustup.rs) or run inside 'nix develop'"
