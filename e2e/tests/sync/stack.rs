@@ -113,11 +113,10 @@ impl Stack {
 
     /// The copy's store as the repair commands open it (compare-and-set).
     pub async fn repair_store(&self) -> notification_service::store::NotificationStore {
-        let store = notification_service::startup::connect_store(&self.notifications_config)
-            .await
-            .expect("store");
         notification_service::store::NotificationStore::new(
-            store.database().clone(),
+            notification_service::startup::connect_database(&self.notifications_config)
+                .await
+                .expect("database"),
             notification_service::store::WriteGuard::CompareAndSet,
         )
     }

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use notification_service::{
-    Application, Config, repair, startup::connect_store, store::WriteGuard,
+    Application, Config, repair,
+    startup::connect_database,
+    store::{NotificationStore, WriteGuard},
 };
 
 const USAGE: &str = "usage: notification-service [serve | drift | replay | resync]";
@@ -50,13 +52,9 @@ async fn serve() -> Result<()> {
 
 async fn tool(command: &str) -> Result<ExitCode> {
     let config = Config::from_env()?;
-    let store = connect_store(&config).await?;
     // A repair may run beside the service: compare-and-set on every update
     // (atomic on MongoDB; on FerretDB it narrows, not closes, the race).
-    let store = notification_service::store::NotificationStore::new(
-        store.database().clone(),
-        WriteGuard::CompareAndSet,
-    );
+    let store = NotificationStore::new(connect_database(&config).await?, WriteGuard::CompareAndSet);
     store
         .prepare()
         .await

@@ -134,19 +134,27 @@ impl Application {
     }
 }
 
-/// A client for `MONGODB_URI` and the store on `MONGODB_DATABASE`, with the
-/// write guard that suits the server.
+/// A client for `MONGODB_URI`, on the database `MONGODB_DATABASE`.
 ///
 /// # Errors
-/// When `MONGODB_URI` is invalid or the server does not answer.
-pub async fn connect_store(config: &Config) -> Result<NotificationStore> {
+/// When `MONGODB_URI` is invalid.
+pub async fn connect_database(config: &Config) -> Result<mongodb::Database> {
     let mut options = ClientOptions::parse(&config.mongodb_uri)
         .await
         .context("parsing MONGODB_URI")?;
     options.app_name = Some("notification-service".to_owned());
     options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
     let client = mongodb::Client::with_options(options).context("creating the MongoDB client")?;
-    NotificationStore::open(client.database(&config.database))
+    Ok(client.database(&config.database))
+}
+
+/// The store on [`connect_database`], with the write guard that suits the
+/// server.
+///
+/// # Errors
+/// When `MONGODB_URI` is invalid or the server does not answer.
+pub async fn connect_store(config: &Config) -> Result<NotificationStore> {
+    NotificationStore::open(connect_database(config).await?)
         .await
         .context("reaching MongoDB (MONGODB_URI)")
 }
