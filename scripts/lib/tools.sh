@@ -128,24 +128,38 @@ ensure_mongo() {
 # repository and absent from the module. So build from a copy of the module
 # with the file written, through a replace in a scratch copy of
 # tools/ferretdb/go.mod (the dependency pins stay those of tools/ferretdb).
+# The copy gets tools/ferretdb/id-pushdown.patch (finds and updates by _id use
+# the _id index; see the patch), and the cached binary is named after the
+# patch's hash, so a change to the patch (or an unpatched build) is not reused.
 # A cached binary that cannot print its version is rebuilt.
 ensure_ferretdb() {
   if command -v ferretdb >/dev/null 2>&1 && [ -z "${USER_SYNC_FORCE_PINNED:-}" ]; then
     return 0
   fi
   local module=github.com/FerretDB/FerretDB version bin src scratch
+  local patch="$TOOLS_ROOT/tools/ferretdb/id-pushdown.patch" patch_sum
   version="$(go_tool_version ferretdb "$module")"
   [ -n "$version" ] || die "tools/ferretdb/go.mod does not pin $module"
-  bin="$TOOLS_CACHE/ferretdb-$version/ferretdb"
+  [ -f "$patch" ] || die "missing $patch"
+  patch_sum="$(sha256sum "$patch" | cut -c1-12)"
+  bin="$TOOLS_CACHE/ferretdb-$version-$patch_sum/ferretdb"
   if ! "$bin" --version >/dev/null 2>&1; then
     command -v go >/dev/null 2>&1 || apt_install golang-go
+    command -v patch >/dev/null 2>&1 || apt_install patch
     log "building ferretdb $version from the Go module proxy (once; cached in $TOOLS_CACHE)"
     src="$(cd "$TOOLS_ROOT/tools/ferretdb" && GOFLAGS=-mod=mod go mod download -json "$module@$version" |
       sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
     [ -d "$src" ] || die "could not download $module $version"
     scratch="$(mktemp -d)"
-    if ! { cp -R "$src" "$scratch/src" && chmod -R u+w "$scratch/src" &&
-      printf '%s\n' "$version" >"$scratch/src/build/version/version.txt" &&
+    if ! { cp -R "$src" "$scratch/src" && chmod -R u+w "$scratch/src"; }; then
+      rm -rf "$scratch"
+      die "could not copy the ferretdb $version source"
+    fi
+    if ! (cd "$scratch/src" && patch -p1 --forward --batch --silent <"$patch"); then
+      rm -rf "$scratch"
+      die "$patch does not apply to ferretdb $version (update the patch for that version)"
+    fi
+    if ! { printf '%s\n' "$version" >"$scratch/src/build/version/version.txt" &&
       cp "$TOOLS_ROOT/tools/ferretdb/go.mod" "$TOOLS_ROOT/tools/ferretdb/go.sum" "$scratch/" &&
       printf 'replace %s => %s\n' "$module" "$scratch/src" >>"$scratch/go.mod"; }; then
       rm -rf "$scratch"
