@@ -6,11 +6,19 @@
 //! from doing needless work). A message is acknowledged only after MongoDB
 //! has its effect. When MongoDB fails, the worker retries the same message
 //! with backoff, telling JetStream it is still working on it, so nothing is
-//! dropped and the user's later events wait behind it. Messages that can never
+//! dropped and the user's later events wait behind it. Under a backlog a
+//! worker takes up to 256 messages at once and writes only the newest event
+//! of each user among them; the older ones are acknowledged as stale (an
+//! event carries the whole state, and the newer one stays unacknowledged
+//! until written). Messages that can never
 //! be applied (not JSON, unknown type) are stored as dead letters and
 //! terminated; the consumer goes on.
 
-use std::{future::Future, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
 use async_nats::jetstream::{
@@ -165,55 +173,137 @@ fn route(message: Message, workers: usize) -> (usize, Task) {
     }
 }
 
+/// Most tasks a worker takes from its queue at once.
+const BATCH: usize = 256;
+
 async fn work(
     mut queue: mpsc::Receiver<Task>,
     store: NotificationStore,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    while let Some(task) = queue.recv().await {
-        match task {
-            Task::Event(message, event) => {
-                let kind = event.kind.as_str();
-                let applied = retry(&message, &stopping, || store.apply(&event)).await;
-                let Some(outcome) = applied else { continue };
-                if outcome == Outcome::Applied {
-                    let latency = (Utc::now() - event.occurred_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    metrics::histogram!("sync_latency_seconds").record(latency.as_secs_f64());
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        for task in coalesce(std::mem::take(&mut batch)) {
+            match task {
+                Work::Apply(message, event) => apply(&store, &stopping, &message, &event).await,
+                Work::Superseded(message, event) => {
+                    // An event carries its user's whole state, and a newer
+                    // one of the same user is in this batch, unacknowledged:
+                    // if the process dies before writing it, JetStream
+                    // redelivers it. So this one needs no write.
+                    count(&event, Outcome::Stale);
+                    ack(&message, AckKind::Ack).await;
                 }
-                metrics::counter!("sync_events_total", "type" => kind, "outcome" => outcome.as_str()).increment(1);
-                tracing::debug!(
-                    user_id = event.payload.id,
-                    version = event.version,
-                    outcome = outcome.as_str(),
-                    "event"
-                );
-                ack(&message, AckKind::Ack).await;
-            }
-            Task::Poison(message, reason) => {
-                let sequence = message
-                    .info()
-                    .map(|i| i.stream_sequence)
-                    .unwrap_or_default();
-                let letter = DeadLetter {
-                    subject: message.subject.as_str(),
-                    stream_sequence: sequence,
-                    payload: &message.payload,
-                    reason: reason.clone(),
-                };
-                if retry(&message, &stopping, || store.dead_letter(&letter))
-                    .await
-                    .is_none()
-                {
-                    continue;
+                Work::Poison(message, reason) => {
+                    dead_letter(&store, &stopping, &message, reason).await;
                 }
-                tracing::warn!(stream_sequence = sequence, %reason, "dead-lettered a message");
-                metrics::counter!("sync_events_total", "type" => "unknown", "outcome" => "dead_lettered").increment(1);
-                ack(&message, AckKind::Term).await;
             }
         }
     }
+}
+
+/// What a worker does with one message of a batch.
+enum Work {
+    /// Write the event (the newest of its user in the batch).
+    Apply(Message, Box<UserEvent>),
+    /// Acknowledge as stale: a newer event of the same user is in the batch.
+    Superseded(Message, Box<UserEvent>),
+    Poison(Message, String),
+}
+
+/// Under a backlog a worker's queue holds several events of one user: only
+/// the newest version needs a write. Keeps the batch's order otherwise.
+fn coalesce(batch: Vec<Task>) -> Vec<Work> {
+    let keys: Vec<Option<(i32, i64)>> = batch
+        .iter()
+        .map(|task| match task {
+            Task::Event(_, event) => Some((event.payload.id, event.version)),
+            Task::Poison(..) => None,
+        })
+        .collect();
+    batch
+        .into_iter()
+        .zip(writes_needed(&keys))
+        .map(|(task, write)| match task {
+            Task::Event(message, event) if write => Work::Apply(message, event),
+            Task::Event(message, event) => Work::Superseded(message, event),
+            Task::Poison(message, reason) => Work::Poison(message, reason),
+        })
+        .collect()
+}
+
+/// For each `(user id, version)` of a batch (`None`: not an event), whether
+/// it needs a write: only the first event of its user's newest version does.
+fn writes_needed(keys: &[Option<(i32, i64)>]) -> Vec<bool> {
+    let mut newest: HashMap<i32, i64> = HashMap::new();
+    for &(id, version) in keys.iter().flatten() {
+        let seen = newest.entry(id).or_insert(version);
+        *seen = (*seen).max(version);
+    }
+    let mut written = HashSet::new();
+    keys.iter()
+        .map(|key| match *key {
+            Some((id, version)) => newest.get(&id) == Some(&version) && written.insert(id),
+            None => false,
+        })
+        .collect()
+}
+
+async fn apply(
+    store: &NotificationStore,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+    message: &Message,
+    event: &UserEvent,
+) {
+    let Some(outcome) = retry(message, stopping, || store.apply(event)).await else {
+        return;
+    };
+    if outcome == Outcome::Applied {
+        let latency = (Utc::now() - event.occurred_at)
+            .to_std()
+            .unwrap_or_default();
+        metrics::histogram!("sync_latency_seconds").record(latency.as_secs_f64());
+    }
+    count(event, outcome);
+    tracing::debug!(
+        user_id = event.payload.id,
+        version = event.version,
+        outcome = outcome.as_str(),
+        "event"
+    );
+    ack(message, AckKind::Ack).await;
+}
+
+fn count(event: &UserEvent, outcome: Outcome) {
+    metrics::counter!("sync_events_total", "type" => event.kind.as_str(), "outcome" => outcome.as_str()).increment(1);
+}
+
+async fn dead_letter(
+    store: &NotificationStore,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+    message: &Message,
+    reason: String,
+) {
+    let sequence = message
+        .info()
+        .map(|i| i.stream_sequence)
+        .unwrap_or_default();
+    let letter = DeadLetter {
+        subject: message.subject.as_str(),
+        stream_sequence: sequence,
+        payload: &message.payload,
+        reason: reason.clone(),
+    };
+    if retry(message, stopping, || store.dead_letter(&letter))
+        .await
+        .is_none()
+    {
+        return;
+    }
+    tracing::warn!(stream_sequence = sequence, %reason, "dead-lettered a message");
+    metrics::counter!("sync_events_total", "type" => "unknown", "outcome" => "dead_lettered")
+        .increment(1);
+    ack(message, AckKind::Term).await;
 }
 
 /// Runs `op` until it succeeds, waiting longer after each failure and keeping
@@ -315,5 +405,37 @@ async fn export_info(consumer: &mut PullConsumer) {
             }
         }
         Err(e) => tracing::debug!(error = %e, "cannot read consumer info"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_needed;
+
+    #[test]
+    fn only_the_newest_event_of_each_user_in_a_batch_is_written() {
+        let keys = [
+            Some((1, 1)),
+            Some((2, 1)),
+            Some((1, 3)),
+            None,
+            Some((1, 2)),
+            Some((2, 2)),
+        ];
+        assert_eq!(
+            writes_needed(&keys),
+            [false, false, true, false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_of_the_newest_event_is_written_once() {
+        assert_eq!(writes_needed(&[Some((7, 4)), Some((7, 4))]), [true, false]);
+    }
+
+    #[test]
+    fn a_lone_event_is_written_whatever_its_version() {
+        assert_eq!(writes_needed(&[Some((3, 1))]), [true]);
+        assert_eq!(writes_needed(&[Some((3, 9)), Some((4, 1))]), [true, true]);
     }
 }
