@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
-use notification_service::repair::{self, Drift};
+use notification_service::{
+    repair::{self, Drift},
+    store::WriteGuard,
+};
 use testkit::wait::eventually;
 
 use crate::stack::Stack;
@@ -168,4 +171,62 @@ async fn the_drift_gauge_shows_a_corrupted_copy() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn on_ferretdb_a_repair_refuses_to_run_beside_the_service_and_runs_once_it_is_stopped() {
+    let mut stack = Stack::start().await;
+    let store = stack.repair_store().await;
+    let guard = WriteGuard::detect(store.database())
+        .await
+        .expect("buildInfo");
+    let http = repair::http_client().expect("client");
+    let addr = stack.notifications_addr();
+    let beside = repair::ensure_alone(&http, guard, addr).await;
+    match guard {
+        WriteGuard::SingleWriter => {
+            let refusal = format!(
+                "{:#}",
+                beside.expect_err("FerretDB: refused beside the service")
+            );
+            assert!(refusal.contains("Stop it first"), "{refusal}");
+        }
+        WriteGuard::CompareAndSet => beside.expect("MongoDB: allowed beside the service"),
+    }
+    stack.stop_notifications().await;
+    repair::ensure_alone(&http, guard, addr)
+        .await
+        .expect("allowed once the service is stopped");
+}
+
+#[tokio::test]
+async fn the_paged_drift_sweep_counts_what_the_full_check_counts() {
+    let stack = Stack::start().await;
+    let copies = corrupted(&stack).await;
+    copies
+        .insert_one(doc! {"_id": "9999", "user_id": 9999, "name": "Ghost",
+        "email": "ghost@example.com", "updated_at": "2025-05-25T10:00:00Z",
+        "version": 1_i64, "deleted": false})
+        .await
+        .expect("extra");
+    let full = drift(&stack).await;
+    let http = repair::http_client().expect("client");
+    let users_url = &stack.notifications_config().user_service_url;
+    let store = stack.repair_store().await;
+    // Three source users, two a page: the first page says nothing yet.
+    let mut sweep = repair::Sweep::new(2);
+    let first = sweep.next_page(&http, users_url, &store).await;
+    assert_eq!(first.expect("page 1"), None, "a sweep ends on a short page");
+    let swept = sweep.next_page(&http, users_url, &store).await;
+    let expected = Drift {
+        checked: 3,
+        missing: 1,
+        stale: 1,
+        extra: 1,
+    };
+    assert_eq!(swept.expect("page 2"), Some(expected));
+    assert_eq!(full, expected, "the full check agrees");
+    // The next sweep starts over from the first user.
+    let again = sweep.next_page(&http, users_url, &store).await;
+    assert_eq!(again.expect("page 1 again"), None);
 }

@@ -107,6 +107,15 @@ impl Stack {
         self.users = start_users(self.users_config.clone()).await;
     }
 
+    /// Where notification-service listens (bound to port 0 at start).
+    pub fn notifications_addr(&self) -> std::net::SocketAddr {
+        self.notifications
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("notification-service's address")
+    }
+
     pub fn notifications_config(&self) -> &notification_service::Config {
         &self.notifications_config
     }

@@ -52,14 +52,21 @@ async fn serve() -> Result<()> {
 
 async fn tool(command: &str) -> Result<ExitCode> {
     let config = Config::from_env()?;
-    // A repair may run beside the service: compare-and-set on every update
-    // (atomic on MongoDB; on FerretDB it narrows, not closes, the race).
-    let store = NotificationStore::new(connect_database(&config).await?, WriteGuard::CompareAndSet);
+    // On MongoDB a repair may run beside the service: compare-and-set on
+    // every update. On FerretDB (not atomic) replay and resync refuse to.
+    let db = connect_database(&config).await?;
+    let http = repair::http_client()?;
+    if command != "drift" {
+        let guard = WriteGuard::detect(&db)
+            .await
+            .context("asking MongoDB what it is (MONGODB_URI)")?;
+        repair::ensure_alone(&http, guard, config.addr).await?;
+    }
+    let store = NotificationStore::new(db, WriteGuard::CompareAndSet);
     store
         .prepare()
         .await
         .context("preparing MongoDB (MONGODB_URI)")?;
-    let http = repair::http_client()?;
     let json = match command {
         "drift" => {
             let drift = repair::drift(&http, &config.user_service_url, &store).await?;

@@ -5,19 +5,19 @@
 //! Replay and resync write through [`Mode::Repair`]: only a newer state
 //! replaces a copy, or the same version when the copy differs from it (a
 //! copy edited by hand). Under compare-and-set (MongoDB) they are safe while
-//! the service runs. On FerretDB, whose updates are not atomic, a user
-//! changed during the repair may need a second one; `drift` tells.
+//! the service runs. On FerretDB, whose updates are not atomic, they refuse
+//! to run beside the service ([`ensure_alone`]).
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use chrono::{DateTime, Utc};
 use events::{EventType, UserEvent, UserPayload};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Mode, Notification, NotificationStore, Write};
+use crate::store::{Mode, Notification, NotificationStore, Write, WriteGuard};
 
 /// A user as user-service's `GET /users` returns it (the contract's fields,
 /// and `version` when asked with `?include=version`).
@@ -128,10 +128,7 @@ pub async fn drift(
             None => drift.missing += 1,
             Some(copy) => {
                 seen += 1;
-                if copy.name != user.name
-                    || copy.email != user.email
-                    || copy.updated_at != user.updated_at
-                {
+                if !same(copy, user) {
                     drift.stale += 1;
                 }
             }
@@ -139,6 +136,45 @@ pub async fn drift(
     }
     drift.extra = copies.len() - seen;
     Ok(drift)
+}
+
+/// Refuses a replay or resync beside a running notification-service when the
+/// copy is on FerretDB: its updates are not atomic, so two writers of one user
+/// can undo each other (only one writer per user is safe there). On MongoDB
+/// (compare-and-set) it always allows. "Running" means something answers
+/// `/healthz` at the service's address (`NOTIFICATION_SERVICE_ADDR`).
+///
+/// # Errors
+/// When the copy is on FerretDB and the service answers, with what to do.
+pub async fn ensure_alone(
+    http: &reqwest::Client,
+    guard: WriteGuard,
+    service_addr: SocketAddr,
+) -> Result<()> {
+    if guard != WriteGuard::SingleWriter {
+        return Ok(());
+    }
+    let host = if service_addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], service_addr.port()))
+    } else {
+        service_addr
+    };
+    let url = format!("http://{host}/healthz");
+    let answers = http
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if answers {
+        bail!(
+            "notification-service is running ({url} answers), and the copy is on FerretDB, whose \
+             updates are not atomic: a repair beside the service could undo its writes. Stop it \
+             first (process-compose process stop notification-service), repair, then start it \
+             again; with MongoDB a repair may run beside the service"
+        );
+    }
+    Ok(())
 }
 
 /// Rebuilds the copy from every event the stream still holds, up to the last
@@ -257,19 +293,26 @@ pub async fn resync(
     Ok(report)
 }
 
-/// Measures the drift every `interval` and exports it as
-/// `sync_drift_users{kind}`, until the task is dropped.
+/// Source users the drift gauge checks per tick.
+pub const DRIFT_PAGE: usize = 1000;
+
+/// Measures the drift a page at a time, one page every `interval`, and
+/// exports it as `sync_drift_users{kind}` at the end of each sweep over the
+/// source, until the task is dropped. A page is [`DRIFT_PAGE`] source users
+/// (`GET /users?after_id=&limit=`), each compared with its copy read by key,
+/// so a tick costs the same at any number of users; `extra` is counted once a
+/// sweep (live copies not matched by a source user). With N users a sweep
+/// takes N / 1000 intervals; `notification-service drift` compares all at once.
 pub async fn watch_drift(
     http: reqwest::Client,
     users_url: String,
     store: NotificationStore,
     interval: Duration,
 ) {
-    let mut tick = tokio::time::interval(interval);
+    let mut sweep = Sweep::new(DRIFT_PAGE);
     loop {
-        tick.tick().await;
-        match drift(&http, &users_url, &store).await {
-            Ok(d) => {
+        match sweep.next_page(&http, &users_url, &store).await {
+            Ok(Some(d)) => {
                 #[allow(clippy::cast_precision_loss)]
                 for (kind, n) in [
                     ("missing", d.missing),
@@ -279,9 +322,89 @@ pub async fn watch_drift(
                     metrics::gauge!("sync_drift_users", "kind" => kind).set(n as f64);
                 }
             }
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "drift check failed"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "drift check failed");
+                sweep = Sweep::new(DRIFT_PAGE);
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// A drift measurement in progress: one pass over the source, a page at a time.
+#[derive(Debug)]
+pub struct Sweep {
+    page: usize,
+    after_id: i32,
+    drift: Drift,
+}
+
+impl Sweep {
+    /// A sweep that reads `page` source users at a time (at least 1).
+    pub fn new(page: usize) -> Self {
+        Self {
+            page: page.max(1),
+            after_id: 0,
+            drift: Drift::default(),
         }
     }
+
+    /// Checks the next page; at the end of the source, returns the sweep's
+    /// drift and starts over.
+    ///
+    /// # Errors
+    /// When user-service or MongoDB cannot be read (the page is not counted).
+    pub async fn next_page(
+        &mut self,
+        http: &reqwest::Client,
+        users_url: &str,
+        store: &NotificationStore,
+    ) -> Result<Option<Drift>> {
+        let url = format!(
+            "{users_url}/users?after_id={}&limit={}",
+            self.after_id, self.page
+        );
+        let page: Vec<SourceUser> = http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("GET {url} (USER_SERVICE_URL)"))?
+            .json()
+            .await
+            .with_context(|| format!("reading GET {url}"))?;
+        let mut checked = Drift {
+            checked: page.len(),
+            ..Drift::default()
+        };
+        for user in &page {
+            match store.get(user.id).await.context("reading the copy")? {
+                None => checked.missing += 1,
+                Some(copy) if !same(&copy, user) => checked.stale += 1,
+                Some(_) => {}
+            }
+        }
+        self.drift.checked += checked.checked;
+        self.drift.missing += checked.missing;
+        self.drift.stale += checked.stale;
+        if let Some(last) = page.last() {
+            self.after_id = last.id;
+        }
+        if page.len() == self.page {
+            return Ok(None);
+        }
+        let live = usize::try_from(store.count_live().await.context("counting the copy")?)
+            .unwrap_or(usize::MAX);
+        let mut drift = std::mem::take(&mut self.drift);
+        drift.extra = live.saturating_sub(drift.checked - drift.missing);
+        self.after_id = 0;
+        Ok(Some(drift))
+    }
+}
+
+fn same(copy: &Notification, user: &SourceUser) -> bool {
+    copy.name == user.name && copy.email == user.email && copy.updated_at == user.updated_at
 }
 
 /// Describes the drift gauge and exports it at zero.

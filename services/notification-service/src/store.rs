@@ -369,6 +369,16 @@ impl NotificationStore {
         Ok(documents.iter().filter_map(from_document).collect())
     }
 
+    /// How many live copies there are (one pass over the collection).
+    ///
+    /// # Errors
+    /// When MongoDB fails.
+    pub async fn count_live(&self) -> mongodb::error::Result<u64> {
+        self.copies
+            .count_documents(doc! {"deleted": {"$ne": true}})
+            .await
+    }
+
     /// The live copy of one user.
     ///
     /// # Errors

@@ -35,6 +35,19 @@ impl UserStore {
         Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
     }
 
+    /// At most `limit` users whose id is above `after_id`, by id.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn page(&self, after_id: i32, limit: i64) -> Result<Vec<User>, ApiError> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+        Ok(sqlx::query_as(&sql)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// # Errors
     /// `NotFound` when there is no such user; otherwise when the database fails.
     pub async fn get(&self, id: i32) -> Result<User, ApiError> {

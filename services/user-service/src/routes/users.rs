@@ -38,12 +38,20 @@ impl UserRequest {
 
 /// `GET /users` options. `include=version` adds each user's version (of
 /// its last change; events carry it too), which `notification-service
-/// resync` needs; without it the body is the original demo's. Other
-/// parameters are ignored, as the original demo ignored them.
+/// resync` needs. `after_id` and `limit` ask for one page: at most `limit`
+/// users (1 to [`MAX_PAGE`]) whose id is above `after_id` (default 0), by id;
+/// the drift gauge reads the source a page at a time. Without them the body is
+/// the original demo's: every user. Other parameters are ignored, as the
+/// original demo ignored them.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     include: Option<Include>,
+    after_id: Option<i32>,
+    limit: Option<i64>,
 }
+
+/// The largest page `GET /users?limit=` gives.
+pub const MAX_PAGE: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,7 +73,18 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let users = state.users.list().await?;
+    let users = match (query.after_id, query.limit) {
+        (None, None) => state.users.list().await?,
+        (after_id, limit) => {
+            let limit = limit.unwrap_or(MAX_PAGE);
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(ApiError::BadQuery(format!(
+                    "limit must be between 1 and {MAX_PAGE}, not {limit}"
+                )));
+            }
+            state.users.page(after_id.unwrap_or(0), limit).await?
+        }
+    };
     Ok(match query.include {
         None => Json(users).into_response(),
         Some(Include::Version) => Json(

@@ -179,3 +179,54 @@ async fn include_version_adds_each_users_version_and_anything_else_is_400() {
     let ignored: Value = app.get("/users?page=2").await.json().await.expect("json");
     assert_eq!(ignored, json!([a, b2]), "other parameters are ignored");
 }
+
+#[tokio::test]
+async fn get_users_with_after_id_and_limit_returns_one_page_by_id() {
+    let app = TestApp::spawn().await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        users.push(
+            app.create_user(&format!("User {i}"), &format!("u{i}@example.com"))
+                .await,
+        );
+    }
+    let id = |i: usize| users[i]["id"].as_i64().expect("id");
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            let response = app.get(&format!("/users?{query}")).await;
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            response.json::<Value>().await.expect("json")
+        }
+    };
+
+    assert_eq!(page("limit=2".into()).await, json!([users[0], users[1]]));
+    assert_eq!(
+        page(format!("after_id={}&limit=2", id(1))).await,
+        json!([users[2], users[3]])
+    );
+    assert_eq!(
+        page(format!("after_id={}&limit=2", id(3))).await,
+        json!([users[4]]),
+        "the last page is short"
+    );
+    assert_eq!(page(format!("after_id={}", id(4))).await, json!([]));
+    let versioned = page(format!("after_id={}&limit=1&include=version", id(0))).await;
+    assert_eq!(versioned[0]["id"], users[1]["id"]);
+    assert_eq!(versioned[0]["version"], 1);
+
+    for bad in [
+        "limit=0",
+        "limit=10001",
+        "limit=-1",
+        "limit=two",
+        "after_id=x",
+    ] {
+        testkit::http::assert_json_error(
+            app.get(&format!("/users?{bad}")).await,
+            StatusCode::BAD_REQUEST,
+            bad,
+        )
+        .await;
+    }
+}
