@@ -4,7 +4,8 @@
 # with ./scripts/up. Shared by scripts/stack-test and scripts/chaos, which set
 # THROWAWAY_NAME (the summary line's label) before sourcing this file.
 #
-# Gives: pass/fail counters, $TMP, $DATA, the ports, STACK_ENV (the stack's
+# Gives: pass/fail counters (tests) and gate (set-up and teardown checks,
+# not counted), $TMP, $DATA, the ports, STACK_ENV (the stack's
 # environment, for process-compose only), pc (process-compose on this stack's
 # API port), stack_pids, open_ports, wait_until_gone, show_diagnostics, and a
 # teardown that runs on any exit and checks that nothing is left behind.
@@ -20,6 +21,11 @@ pass() {
 fail() {
   FAILED=$((FAILED + 1))
   printf 'FAIL %s\n' "$*"
+}
+# A gate (setting up or tearing down the stack) that held: said, not counted
+# as a test. A gate that fails is a `fail`.
+gate() {
+  printf 'ok   %s (gate)\n' "$*"
 }
 
 # The temporary directory holds everything: the stack's data directory and
@@ -126,12 +132,12 @@ teardown() {
     local running
     running="$(stack_pids | wc -l)"
     if [ "$running" -gt 0 ]; then
-      pass "the leftover check recognises the stack's $running processes"
+      gate "the leftover check recognises the stack's $running processes"
     else
       fail "the leftover check recognises none of the stack's processes"
     fi
     if pc down >"$TMP/down.log" 2>&1; then
-      pass "process-compose down"
+      gate "process-compose down"
     else
       fail "process-compose down: $(tail -n 1 "$TMP/down.log")"
     fi
@@ -139,7 +145,7 @@ teardown() {
     local left ports
     left="$(stack_pids | tr '\n' ' ')"
     if [ -z "$left" ]; then
-      pass "no process of the stack is left"
+      gate "no process of the stack is left"
     else
       fail "processes left after down: $left"
       left="${left% }"
@@ -153,14 +159,14 @@ teardown() {
     fi
     ports="$(open_ports)"
     if [ -z "$ports" ]; then
-      pass "no throwaway port is still listening"
+      gate "no throwaway port is still listening"
     else
       fail "ports still listening after down: $ports"
     fi
   fi
   rm -rf "$TMP"
   if [ ! -e "$TMP" ]; then
-    pass "temporary directory removed"
+    gate "temporary directory removed"
   else
     fail "could not remove $TMP"
   fi
@@ -219,7 +225,7 @@ start_stack() {
   STARTED=1
   if env "${STACK_ENV[@]}" process-compose up -D --disable-dotenv --address 127.0.0.1 -p "$PC_PORT" \
     -L "$TMP/process-compose.log" >"$TMP/up.log" 2>&1; then
-    pass "process-compose up -D"
+    gate "process-compose up -D"
   else
     fail "process-compose up -D: $(grep -v 'config home' "$TMP/up.log" | tail -n 1)"
     show_diagnostics
@@ -249,7 +255,7 @@ start_stack() {
   done
   if wait "$waiter" 2>/dev/null; then
     ready=1
-    pass "every process is ready ($((SECONDS - start))s)"
+    gate "every process is ready ($((SECONDS - start))s)"
   elif [ -n "$failed_processes" ]; then
     fail "the stack cannot become ready: failed or skipped: $failed_processes"
   else

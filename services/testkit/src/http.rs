@@ -36,3 +36,62 @@ pub async fn wait_until_ready(http: &reqwest::Client, url: &str) -> Value {
     })
     .await
 }
+
+/// The value of one series of a Prometheus text page, named exactly as it is
+/// written there (`name{label="value",...}`); 0 when the series is absent.
+pub async fn metric(http: &reqwest::Client, metrics_url: &str, series: &str) -> f64 {
+    let text = http
+        .get(metrics_url)
+        .send()
+        .await
+        .and_then(Response::error_for_status)
+        .unwrap_or_else(|e| panic!("GET {metrics_url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("reading {metrics_url}: {e}"));
+    series_value(&text, series)
+}
+
+/// The value of `series` in a Prometheus text page (0 when absent).
+pub fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until `series` on `metrics_url` exceeds `above`, and returns it.
+pub async fn wait_for_metric_above(
+    http: &reqwest::Client,
+    metrics_url: &str,
+    series: &str,
+    above: f64,
+) -> f64 {
+    eventually(
+        &format!("{series} above {above}"),
+        Duration::from_secs(30),
+        || async {
+            let value = metric(http, metrics_url, series).await;
+            if value > above {
+                Ok(value)
+            } else {
+                Err(format!("{value}"))
+            }
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::series_value;
+
+    #[test]
+    fn a_series_value_is_read_by_its_exact_name_and_labels() {
+        let page = "# TYPE a counter\na{type=\"x\"} 3\na{type=\"xy\"} 5\nab 7\na 1.5\n";
+        assert!((series_value(page, "a{type=\"x\"}") - 3.0).abs() < f64::EPSILON);
+        assert!((series_value(page, "a{type=\"xy\"}") - 5.0).abs() < f64::EPSILON);
+        assert!((series_value(page, "a") - 1.5).abs() < f64::EPSILON);
+        assert!(series_value(page, "b").abs() < f64::EPSILON, "absent is 0");
+    }
+}

@@ -240,16 +240,50 @@ async fn a_blocked_database_gives_503_json_errors_not_a_hang_and_changes_nothing
     let body = json!({"name": "Blocked", "email": "blocked@example.com"});
     let both = async {
         tokio::join!(app.post_json("/users", &body), async {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // Read only once the write is seen waiting on the lock.
+            testkit::wait::eventually(
+                "the write to wait on the lock",
+                std::time::Duration::from_secs(5),
+                || async {
+                    let waiting: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    )
+                    .fetch_one(&app.pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    if waiting > 0 {
+                        Ok(())
+                    } else {
+                        Err("none waiting".into())
+                    }
+                },
+            )
+            .await;
             app.get("/users").await
         })
     };
     let (write, read) = tokio::time::timeout(std::time::Duration::from_secs(10), both)
         .await
         .expect("answers, not a hang");
-    assert_json_error(read, StatusCode::SERVICE_UNAVAILABLE, "pool exhausted").await;
-    assert_json_error(write, StatusCode::SERVICE_UNAVAILABLE, "request timeout").await;
+    // Each 503 for its own reason: the read found the pool exhausted, the
+    // write ran out of time waiting on the lock.
+    let read: Value = error_body(read, "pool exhausted").await;
+    assert_eq!(read["error"], "the database is unavailable", "{read}");
+    let write: Value = error_body(write, "request timeout").await;
+    assert!(
+        write["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("took longer than 1500 ms")),
+        "{write}"
+    );
 
     blocker.rollback().await.expect("rollback");
     assert_nothing_changed(&app, &users_before, outbox_before, "timed-out write").await;
+}
+
+/// Asserts a 503 with a JSON error body, and returns the body.
+async fn error_body(response: reqwest::Response, case: &str) -> Value {
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{case}");
+    response.json().await.expect("a JSON body")
 }

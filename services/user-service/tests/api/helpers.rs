@@ -131,6 +131,22 @@ impl TestApp {
             .expect("count")
     }
 
+    /// One series of this app's `/metrics` (see [`testkit::http::metric`]).
+    pub async fn metric(&self, series: &str) -> f64 {
+        testkit::http::metric(&self.http, &format!("{}/metrics", self.base), series).await
+    }
+
+    /// Waits until one series of `/metrics` exceeds `above`.
+    pub async fn wait_for_metric_above(&self, series: &str, above: f64) -> f64 {
+        testkit::http::wait_for_metric_above(
+            &self.http,
+            &format!("{}/metrics", self.base),
+            series,
+            above,
+        )
+        .await
+    }
+
     /// Every event in the test's stream, in stream order.
     pub async fn stream_events(&self, nats_url: &str) -> Vec<UserEvent> {
         stream_events(nats_url, &self.config.nats.stream).await
@@ -163,18 +179,24 @@ impl Drop for TestApp {
     }
 }
 
-/// Reads a stream's events; an absent stream has none.
+/// Reads a stream's events; an absent stream has none. NATS itself must
+/// answer: an unreachable server is a test failure, never "no events".
 pub async fn stream_events(nats_url: &str, stream: &str) -> Vec<UserEvent> {
-    let Ok(client) = async_nats::connect(nats_url).await else {
-        return Vec::new();
-    };
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(nats_url)
+        .await
+        .unwrap_or_else(|e| panic!("NATS at {nats_url} must answer to read the stream: {e}"));
     let js = jetstream::new(client);
-    let Ok(mut stream) = js.get_stream(stream).await else {
-        return Vec::new();
+    let mut stream = match js.get_stream(stream).await {
+        Ok(stream) => stream,
+        Err(e) if e.to_string().contains("not found") => return Vec::new(),
+        Err(e) => panic!("reading the stream {stream}: {e}"),
     };
-    let Ok(info) = stream.info().await else {
-        return Vec::new();
-    };
+    let info = stream
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("reading the stream's info: {e}"));
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
     let mut events = Vec::new();
     if info.state.messages == 0 {

@@ -53,6 +53,7 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
     app.wait_for_events(1).await;
 
     nats.stop();
+    let errors_before = app.metric("outbox_publish_errors_total").await;
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await.expect("json")["nats"], false);
@@ -72,10 +73,10 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
         11,
         "the events wait in the outbox"
     );
-    // Let every attempt to publish (and to look up the stream, three
-    // requests) time out, so that only the sweep can publish these events:
-    // no write follows to wake the relay.
-    tokio::time::sleep(app.config.nats.publish_timeout * 10).await;
+    // Wait until the relay's attempts to publish these writes have failed,
+    // so that only the sweep can publish them: no write follows to wake it.
+    app.wait_for_metric_above("outbox_publish_errors_total", errors_before)
+        .await;
 
     nats.restart().expect("nats-server restarts");
     let events = app.wait_for_events(12).await;
@@ -101,6 +102,7 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
     let app = TestApp::spawn().await;
     app.create_user("Once", "once@example.com").await;
     app.wait_for_events(1).await;
+    let duplicates_before = app.metric("outbox_duplicate_acks_total").await;
     // As if the relay crashed after the publish but before stamping the row.
     sqlx::query("UPDATE outbox SET published_at = NULL")
         .execute(&app.pool)
@@ -118,6 +120,11 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
     )
     .await;
     assert_eq!(app.stream_events(&app.config.nats.url).await.len(), 1);
+    // JetStream answered `duplicate` (the Nats-Msg-Id), and it was counted.
+    assert!(
+        app.metric("outbox_duplicate_acks_total").await > duplicates_before,
+        "the republish was not acknowledged as a duplicate"
+    );
 }
 
 #[tokio::test]
@@ -131,16 +138,14 @@ async fn health_and_readiness_answer_with_json() {
 #[tokio::test]
 async fn metrics_count_requests_by_matched_route() {
     let app = TestApp::spawn().await;
+    // The registry is the process's, shared with the tests running beside
+    // this one: counters only grow, so "went up" is what can be asserted.
+    let requests = "http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}";
+    let writes = "user_writes_total{type=\"user_created\"}";
+    let (requests_before, writes_before) = (app.metric(requests).await, app.metric(writes).await);
     app.create_user("Metric", "metric@example.com").await;
-    let text = app.get("/metrics").await.text().await.expect("text");
-    assert!(
-        text.contains("http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}"),
-        "{text}"
-    );
-    assert!(
-        text.contains("user_writes_total{type=\"user_created\"}"),
-        "{text}"
-    );
+    assert!(app.metric(requests).await > requests_before, "{requests}");
+    assert!(app.metric(writes).await > writes_before, "{writes}");
 }
 
 #[tokio::test]
