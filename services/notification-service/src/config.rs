@@ -7,7 +7,7 @@
 //! | `MONGODB_DATABASE` | `notifications_db` |
 //! | `REQUEST_TIMEOUT_MS` | `10000` (a request taking longer gets 503) |
 //! | `USER_SERVICE_URL` | `http://localhost:8080` (the source, for `drift` and `resync`) |
-//! | `DRIFT_CHECK_INTERVAL_SECS` | `60` (how often `sync_drift_users` is measured; `0` never) |
+//! | `DRIFT_CHECK_INTERVAL_SECS` | `60` (`sync_drift_users` checks one page of 1,000 users per interval; `0` never) |
 //! | `NATS_URL` | `nats://localhost:4222` |
 //! | `NATS_SUBJECT` | `user.events` |
 //! | `NATS_STREAM` | `USER_EVENTS` |
