@@ -91,7 +91,12 @@ async fn source_users(
     } else {
         format!("{users_url}/users")
     };
-    http.get(&url)
+    get_users(http, &url).await
+}
+
+/// `GET url` of user-service, read as a list of users.
+async fn get_users(http: &reqwest::Client, url: &str) -> Result<Vec<SourceUser>> {
+    http.get(url)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
@@ -365,15 +370,7 @@ impl Sweep {
             "{users_url}/users?after_id={}&limit={}",
             self.after_id, self.page
         );
-        let page: Vec<SourceUser> = http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .with_context(|| format!("GET {url} (USER_SERVICE_URL)"))?
-            .json()
-            .await
-            .with_context(|| format!("reading GET {url}"))?;
+        let page = get_users(http, &url).await?;
         let mut checked = Drift {
             checked: page.len(),
             ..Drift::default()

@@ -37,19 +37,53 @@ pub async fn wait_until_ready(http: &reqwest::Client, url: &str) -> Value {
     .await
 }
 
-/// The value of one series of a Prometheus text page, named exactly as it is
-/// written there (`name{label="value",...}`); 0 when the series is absent.
-pub async fn metric(http: &reqwest::Client, metrics_url: &str, series: &str) -> f64 {
-    let text = http
-        .get(metrics_url)
-        .send()
+/// A service's `/metrics` page, read one series at a time.
+pub struct Metrics {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Metrics {
+    /// The page of the service at `base` (`http://host:port`).
+    pub fn of(http: &reqwest::Client, base: &str) -> Self {
+        Self {
+            http: http.clone(),
+            url: format!("{base}/metrics"),
+        }
+    }
+
+    /// The value of one series, named exactly as the page writes it
+    /// (`name{label="value",...}`); 0 when the series is absent.
+    pub async fn value(&self, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(Response::error_for_status)
+            .unwrap_or_else(|e| panic!("GET {}: {e}", self.url))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.url));
+        series_value(&text, series)
+    }
+
+    /// Waits until `series` exceeds `above`, and returns it.
+    pub async fn wait_above(&self, series: &str, above: f64) -> f64 {
+        eventually(
+            &format!("{series} above {above}"),
+            Duration::from_secs(30),
+            || async {
+                let value = self.value(series).await;
+                if value > above {
+                    Ok(value)
+                } else {
+                    Err(format!("{value}"))
+                }
+            },
+        )
         .await
-        .and_then(Response::error_for_status)
-        .unwrap_or_else(|e| panic!("GET {metrics_url}: {e}"))
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("reading {metrics_url}: {e}"));
-    series_value(&text, series)
+    }
 }
 
 /// The value of `series` in a Prometheus text page (0 when absent).
@@ -58,28 +92,6 @@ pub fn series_value(text: &str, series: &str) -> f64 {
         .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .find_map(|value| value.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-/// Waits until `series` on `metrics_url` exceeds `above`, and returns it.
-pub async fn wait_for_metric_above(
-    http: &reqwest::Client,
-    metrics_url: &str,
-    series: &str,
-    above: f64,
-) -> f64 {
-    eventually(
-        &format!("{series} above {above}"),
-        Duration::from_secs(30),
-        || async {
-            let value = metric(http, metrics_url, series).await;
-            if value > above {
-                Ok(value)
-            } else {
-                Err(format!("{value}"))
-            }
-        },
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ async fn mongodb_down_during_delivery_loses_nothing_once_it_is_back() {
     publisher.publish(&event(UserCreated, 1, 1, "Before")).await;
     app.wait_for_name(1, "Before").await;
 
-    let errors_before = app.metric("sync_store_errors_total").await;
+    let errors_before = app.metrics().value("sync_store_errors_total").await;
     mongo.stop();
     for id in 2..=21 {
         publisher
@@ -25,7 +25,8 @@ async fn mongodb_down_during_delivery_loses_nothing_once_it_is_back() {
         .await;
     // The consumer must have failed against the stopped server (and be
     // retrying) before it comes back: otherwise the fault was not tested.
-    app.wait_for_metric_above("sync_store_errors_total", errors_before)
+    app.metrics()
+        .wait_above("sync_store_errors_total", errors_before)
         .await;
     mongo.restart().expect("ferretdb restarts");
 

@@ -51,8 +51,10 @@ async fn metrics_show_applied_events_and_the_sync_latency_histogram() {
     // counters only grow, so "went up" is what can be asserted.
     let applied = "sync_events_total{type=\"user_created\",outcome=\"applied\"}";
     let latencies = "sync_latency_seconds_count";
-    let (applied_before, latencies_before) =
-        (app.metric(applied).await, app.metric(latencies).await);
+    let (applied_before, latencies_before) = (
+        app.metrics().value(applied).await,
+        app.metrics().value(latencies).await,
+    );
     app.publisher()
         .publish(&crate::helpers::event(
             events::EventType::UserCreated,
@@ -62,9 +64,12 @@ async fn metrics_show_applied_events_and_the_sync_latency_histogram() {
         ))
         .await;
     app.wait_for_name(1, "M").await;
-    assert!(app.metric(applied).await > applied_before, "{applied}");
     assert!(
-        app.metric(latencies).await > latencies_before,
+        app.metrics().value(applied).await > applied_before,
+        "{applied}"
+    );
+    assert!(
+        app.metrics().value(latencies).await > latencies_before,
         "{latencies}"
     );
 }

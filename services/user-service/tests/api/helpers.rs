@@ -131,20 +131,9 @@ impl TestApp {
             .expect("count")
     }
 
-    /// One series of this app's `/metrics` (see [`testkit::http::metric`]).
-    pub async fn metric(&self, series: &str) -> f64 {
-        testkit::http::metric(&self.http, &format!("{}/metrics", self.base), series).await
-    }
-
-    /// Waits until one series of `/metrics` exceeds `above`.
-    pub async fn wait_for_metric_above(&self, series: &str, above: f64) -> f64 {
-        testkit::http::wait_for_metric_above(
-            &self.http,
-            &format!("{}/metrics", self.base),
-            series,
-            above,
-        )
-        .await
+    /// This app's `/metrics`.
+    pub fn metrics(&self) -> testkit::http::Metrics {
+        testkit::http::Metrics::of(&self.http, &self.base)
     }
 
     /// Every event in the test's stream, in stream order.

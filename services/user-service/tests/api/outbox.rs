@@ -53,7 +53,7 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
     app.wait_for_events(1).await;
 
     nats.stop();
-    let errors_before = app.metric("outbox_publish_errors_total").await;
+    let errors_before = app.metrics().value("outbox_publish_errors_total").await;
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await.expect("json")["nats"], false);
@@ -75,7 +75,8 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
     );
     // Wait until the relay's attempts to publish these writes have failed,
     // so that only the sweep can publish them: no write follows to wake it.
-    app.wait_for_metric_above("outbox_publish_errors_total", errors_before)
+    app.metrics()
+        .wait_above("outbox_publish_errors_total", errors_before)
         .await;
 
     nats.restart().expect("nats-server restarts");
@@ -102,7 +103,7 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
     let app = TestApp::spawn().await;
     app.create_user("Once", "once@example.com").await;
     app.wait_for_events(1).await;
-    let duplicates_before = app.metric("outbox_duplicate_acks_total").await;
+    let duplicates_before = app.metrics().value("outbox_duplicate_acks_total").await;
     // As if the relay crashed after the publish but before stamping the row.
     sqlx::query("UPDATE outbox SET published_at = NULL")
         .execute(&app.pool)
@@ -122,7 +123,7 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
     assert_eq!(app.stream_events(&app.config.nats.url).await.len(), 1);
     // JetStream answered `duplicate` (the Nats-Msg-Id), and it was counted.
     assert!(
-        app.metric("outbox_duplicate_acks_total").await > duplicates_before,
+        app.metrics().value("outbox_duplicate_acks_total").await > duplicates_before,
         "the republish was not acknowledged as a duplicate"
     );
 }
@@ -142,10 +143,19 @@ async fn metrics_count_requests_by_matched_route() {
     // this one: counters only grow, so "went up" is what can be asserted.
     let requests = "http_requests_total{method=\"POST\",route=\"/users\",status=\"201\"}";
     let writes = "user_writes_total{type=\"user_created\"}";
-    let (requests_before, writes_before) = (app.metric(requests).await, app.metric(writes).await);
+    let (requests_before, writes_before) = (
+        app.metrics().value(requests).await,
+        app.metrics().value(writes).await,
+    );
     app.create_user("Metric", "metric@example.com").await;
-    assert!(app.metric(requests).await > requests_before, "{requests}");
-    assert!(app.metric(writes).await > writes_before, "{writes}");
+    assert!(
+        app.metrics().value(requests).await > requests_before,
+        "{requests}"
+    );
+    assert!(
+        app.metrics().value(writes).await > writes_before,
+        "{writes}"
+    );
 }
 
 #[tokio::test]
