@@ -73,11 +73,15 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
         11,
         "the events wait in the outbox"
     );
-    // Wait until the relay's attempts to publish these writes have failed,
-    // so that only the sweep can publish them: no write follows to wake it.
+    // The relay's attempts to publish these writes must have failed (the
+    // fault was met), and every attempt still in flight (the stream look-up,
+    // the acks: each bounded by the publish timeout) must be over, so that
+    // only the sweep can publish them: no write follows to wake the relay.
+    // Without the sweep this test fails (checked by removing it).
     app.metrics()
         .wait_above("outbox_publish_errors_total", errors_before)
         .await;
+    tokio::time::sleep(app.config.nats.publish_timeout * 10).await;
 
     nats.restart().expect("nats-server restarts");
     let events = app.wait_for_events(12).await;
