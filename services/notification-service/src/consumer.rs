@@ -4,7 +4,8 @@
 //! user id, so the events of one user are applied one at a time and in
 //! delivery order (FerretDB's updates are not atomic, and it keeps MongoDB
 //! from doing needless work). A message is acknowledged only after MongoDB
-//! has its effect. When MongoDB fails, the worker retries the same message
+//! has its effect, or a newer event of its user is about to replace it (see
+//! below). When MongoDB fails, the worker retries the same message
 //! with backoff, telling JetStream it is still working on it, so nothing is
 //! dropped and the user's later events wait behind it. Under a backlog a
 //! worker takes up to 256 messages at once and writes only the newest event
