@@ -128,20 +128,21 @@ ensure_mongo() {
 # repository and absent from the module. So build from a copy of the module
 # with the file written, through a replace in a scratch copy of
 # tools/ferretdb/go.mod (the dependency pins stay those of tools/ferretdb).
-# The copy gets tools/ferretdb/id-pushdown.patch (finds and updates by _id use
-# the _id index; see the patch), and the cached binary is named after the
-# patch's hash, so a change to the patch (or an unpatched build) is not reused.
+# The copy gets the patches in tools/ferretdb/*.patch, in name order (finds and
+# updates by _id use the _id index; a many-statement update does not hang: see
+# each patch), and the cached binary is named after their hash, so a change to
+# a patch (or an unpatched build) is not reused.
 # A cached binary that cannot print its version is rebuilt.
 ensure_ferretdb() {
   if command -v ferretdb >/dev/null 2>&1 && [ -z "${USER_SYNC_FORCE_PINNED:-}" ]; then
     return 0
   fi
   local module=github.com/FerretDB/FerretDB version bin src scratch
-  local patch="$TOOLS_ROOT/tools/ferretdb/id-pushdown.patch" patch_sum
+  local patches=("$TOOLS_ROOT"/tools/ferretdb/*.patch) patch patch_sum
   version="$(go_tool_version ferretdb "$module")"
   [ -n "$version" ] || die "tools/ferretdb/go.mod does not pin $module"
-  [ -f "$patch" ] || die "missing $patch"
-  patch_sum="$(sha256sum "$patch" | cut -c1-12)"
+  [ -f "${patches[0]}" ] || die "missing tools/ferretdb/*.patch"
+  patch_sum="$(cat "${patches[@]}" | sha256sum | cut -c1-12)"
   bin="$TOOLS_CACHE/ferretdb-$version-$patch_sum/ferretdb"
   if ! "$bin" --version >/dev/null 2>&1; then
     command -v go >/dev/null 2>&1 || apt_install golang-go
@@ -155,10 +156,12 @@ ensure_ferretdb() {
       rm -rf "$scratch"
       die "could not copy the ferretdb $version source"
     fi
-    if ! (cd "$scratch/src" && patch -p1 --forward --batch --silent <"$patch"); then
-      rm -rf "$scratch"
-      die "$patch does not apply to ferretdb $version (update the patch for that version)"
-    fi
+    for patch in "${patches[@]}"; do
+      if ! (cd "$scratch/src" && patch -p1 --forward --batch --silent <"$patch"); then
+        rm -rf "$scratch"
+        die "$patch does not apply to ferretdb $version (update the patch for that version)"
+      fi
+    done
     if ! { printf '%s\n' "$version" >"$scratch/src/build/version/version.txt" &&
       cp "$TOOLS_ROOT/tools/ferretdb/go.mod" "$TOOLS_ROOT/tools/ferretdb/go.sum" "$scratch/" &&
       printf 'replace %s => %s\n' "$module" "$scratch/src" >>"$scratch/go.mod"; }; then

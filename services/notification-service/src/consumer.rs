@@ -7,13 +7,21 @@
 //! has its effect, or a newer event of its user is about to replace it (see
 //! below). When MongoDB fails, the worker retries the same message
 //! with backoff, telling JetStream it is still working on it, so nothing is
-//! dropped and the user's later events wait behind it. Under a backlog a
-//! worker takes up to 256 messages at once and writes only the newest event
-//! of each user among them; the older ones are acknowledged as stale (an
-//! event carries the whole state, and the newer one stays unacknowledged
-//! until written). Messages that can never
-//! be applied (not JSON, unknown type) are stored as dead letters and
+//! dropped and the user's later events wait behind it. Messages that can
+//! never be applied (not JSON, unknown type) are stored as dead letters and
 //! terminated; the consumer goes on.
+//!
+//! Under a backlog a worker takes up to 256 messages at once and writes only
+//! the newest event of each user among them; the older ones are acknowledged
+//! as stale (an event carries the whole state, and the newer one stays
+//! unacknowledged until written). It writes them in at most two commands:
+//! one insert of the creates, one update of the users whose copy's version it
+//! knows ([`Known`]: it wrote or read it last); the rest, and any write those
+//! commands could not settle, are applied one by one. On FerretDB a command
+//! costs far more than a statement in it (measured at 20,000 copies: 2.2 ms
+//! of its CPU for a lone update, 0.33 ms per statement of a 256-statement
+//! one), so a backlog drains several times faster than events arrive one at
+//! a time.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -182,11 +190,13 @@ async fn work(
     store: NotificationStore,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut known = Known::new(KNOWN_MAX);
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let mut writes = Vec::new();
         for task in coalesce(std::mem::take(&mut batch)) {
             match task {
-                Work::Apply(message, event) => apply(&store, &stopping, &message, &event).await,
+                Work::Apply(message, event) => writes.push((message, event)),
                 Work::Superseded(message, event) => {
                     // An event carries its user's whole state, and a newer
                     // one of the same user is in this batch, unacknowledged:
@@ -200,6 +210,145 @@ async fn work(
                 }
             }
         }
+        write_batch(&store, &stopping, &mut known, writes).await;
+    }
+}
+
+/// Writes a batch's events, at most one per user: creates of unknown users
+/// in one insert, events of users with a known copy in one update, and the
+/// rest one by one (so does anything those two commands did not settle).
+async fn write_batch(
+    store: &NotificationStore,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+    known: &mut Known,
+    writes: Vec<(Message, Box<UserEvent>)>,
+) {
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    let mut one_by_one = Vec::new();
+    for (message, event) in writes {
+        match plan(known.get(event.payload.id), &event) {
+            Plan::Skip => {
+                count(&event, Outcome::Stale);
+                ack(&message, AckKind::Ack).await;
+            }
+            Plan::Update(version) => updates.push((message, event, version)),
+            Plan::Insert => inserts.push((message, event)),
+            Plan::Apply => one_by_one.push((message, event)),
+        }
+    }
+
+    if !inserts.is_empty() {
+        let events: Vec<&UserEvent> = inserts.iter().map(|(_, event)| event.as_ref()).collect();
+        match store.insert_new(&events).await {
+            Ok(inserted) => {
+                for ((message, event), inserted) in inserts.into_iter().zip(inserted) {
+                    if inserted {
+                        applied(known, &message, &event).await;
+                    } else {
+                        one_by_one.push((message, event));
+                    }
+                }
+            }
+            Err(e) => {
+                store_failed(&e);
+                one_by_one.extend(inserts);
+            }
+        }
+    }
+
+    if !updates.is_empty() {
+        let writes: Vec<(&UserEvent, i64)> = updates
+            .iter()
+            .map(|(_, event, version)| (event.as_ref(), *version))
+            .collect();
+        let settled = match store.update_known(&writes).await {
+            Ok(all_matched) => all_matched,
+            Err(e) => {
+                store_failed(&e);
+                false
+            }
+        };
+        for (message, event, _) in updates {
+            if settled {
+                applied(known, &message, &event).await;
+            } else {
+                // A copy changed or went since it was known (or the command
+                // failed): read each again.
+                known.forget(event.payload.id);
+                one_by_one.push((message, event));
+            }
+        }
+    }
+
+    for (message, event) in one_by_one {
+        apply(store, stopping, known, &message, &event).await;
+    }
+}
+
+/// How a worker writes an event, from what it knows of the user's copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// The copy is at least as new: acknowledge as stale, write nothing.
+    Skip,
+    /// The copy holds this older version: update it, no read first.
+    Update(i64),
+    /// Nothing known, and a create: insert (usually the user's first event).
+    Insert,
+    /// Nothing known: read the copy, then write ([`NotificationStore::apply`]).
+    Apply,
+}
+
+fn plan(known: Option<i64>, event: &UserEvent) -> Plan {
+    match known {
+        Some(version) if version >= event.version => Plan::Skip,
+        Some(version) => Plan::Update(version),
+        None if event.kind == EventType::UserCreated => Plan::Insert,
+        None => Plan::Apply,
+    }
+}
+
+/// Most copies a worker remembers the version of (about 40 bytes each).
+const KNOWN_MAX: usize = 200_000;
+
+/// The version of each copy a worker last wrote or read.
+///
+/// A user's events all go to one worker, and a copy's version never goes
+/// down (a delete keeps it, as a tombstone), so a version known here is at
+/// most the copy's: an event no newer is stale, and a newer one can be
+/// written without reading the copy first. Should the copy have moved on
+/// meanwhile (another instance on MongoDB, or `resync`), the compare-and-set
+/// misses and the event is applied after a read. Only a copy removed by hand
+/// is not seen: events older than the known version are then skipped, as
+/// they would have been; newer ones recreate the copy, and `resync` restores
+/// the rest. When full, it starts afresh (unknown copies are only read).
+struct Known {
+    versions: HashMap<i32, i64>,
+    max: usize,
+}
+
+impl Known {
+    fn new(max: usize) -> Self {
+        Self {
+            versions: HashMap::new(),
+            max: max.max(1),
+        }
+    }
+
+    fn get(&self, user_id: i32) -> Option<i64> {
+        self.versions.get(&user_id).copied()
+    }
+
+    fn set(&mut self, user_id: i32, version: i64) {
+        if self.versions.len() >= self.max && !self.versions.contains_key(&user_id) {
+            self.versions.clear();
+        }
+        let known = self.versions.entry(user_id).or_insert(version);
+        *known = (*known).max(version);
+    }
+
+    fn forget(&mut self, user_id: i32) {
+        self.versions.remove(&user_id);
     }
 }
 
@@ -250,20 +399,21 @@ fn writes_needed(keys: &[Option<(i32, i64)>]) -> Vec<bool> {
         .collect()
 }
 
+/// Applies one event after reading its copy, retrying until MongoDB takes it.
 async fn apply(
     store: &NotificationStore,
     stopping: &tokio::sync::watch::Receiver<bool>,
+    known: &mut Known,
     message: &Message,
     event: &UserEvent,
 ) {
-    let Some(outcome) = retry(message, stopping, || store.apply(event)).await else {
+    let Some((outcome, version)) = retry(message, stopping, || store.apply_seen(event)).await
+    else {
         return;
     };
+    known.set(event.payload.id, version);
     if outcome == Outcome::Applied {
-        let latency = (Utc::now() - event.occurred_at)
-            .to_std()
-            .unwrap_or_default();
-        metrics::histogram!("sync_latency_seconds").record(latency.as_secs_f64());
+        record_latency(event);
     }
     count(event, outcome);
     tracing::debug!(
@@ -273,6 +423,26 @@ async fn apply(
         "event"
     );
     ack(message, AckKind::Ack).await;
+}
+
+/// Books an event a batch command wrote.
+async fn applied(known: &mut Known, message: &Message, event: &UserEvent) {
+    known.set(event.payload.id, event.version);
+    record_latency(event);
+    count(event, Outcome::Applied);
+    ack(message, AckKind::Ack).await;
+}
+
+fn record_latency(event: &UserEvent) {
+    let latency = (Utc::now() - event.occurred_at)
+        .to_std()
+        .unwrap_or_default();
+    metrics::histogram!("sync_latency_seconds").record(latency.as_secs_f64());
+}
+
+fn store_failed(error: &mongodb::error::Error) {
+    metrics::counter!("sync_store_errors_total").increment(1);
+    tracing::warn!(error = %error, "MongoDB batch write failed; applying its events one by one");
 }
 
 fn count(event: &UserEvent, outcome: Outcome) {
@@ -411,7 +581,62 @@ async fn export_info(consumer: &mut PullConsumer) {
 
 #[cfg(test)]
 mod tests {
-    use super::writes_needed;
+    use chrono::Utc;
+    use events::{EventType, UserEvent, UserPayload};
+
+    use super::{Known, Plan, plan, writes_needed};
+
+    fn event(kind: EventType, version: i64) -> UserEvent {
+        let at = Utc::now();
+        let payload = UserPayload {
+            id: 1,
+            name: "Ann".into(),
+            email: "ann@example.com".into(),
+            updated_at: at,
+        };
+        UserEvent::new(kind, payload, version, at)
+    }
+
+    #[test]
+    fn a_known_copy_is_updated_without_a_read_or_skipped_when_as_new() {
+        let update = event(EventType::UserUpdated, 5);
+        assert_eq!(plan(Some(4), &update), Plan::Update(4));
+        assert_eq!(plan(Some(5), &update), Plan::Skip);
+        assert_eq!(plan(Some(9), &update), Plan::Skip);
+    }
+
+    #[test]
+    fn an_unknown_copy_is_inserted_for_a_create_and_read_first_otherwise() {
+        assert_eq!(plan(None, &event(EventType::UserCreated, 1)), Plan::Insert);
+        assert_eq!(plan(None, &event(EventType::UserUpdated, 2)), Plan::Apply);
+        assert_eq!(plan(None, &event(EventType::UserDeleted, 3)), Plan::Apply);
+        // A create redelivered after its user moved on is stale.
+        assert_eq!(plan(Some(3), &event(EventType::UserCreated, 1)), Plan::Skip);
+    }
+
+    #[test]
+    fn a_known_version_never_goes_down() {
+        let mut known = Known::new(10);
+        known.set(1, 5);
+        known.set(1, 3);
+        assert_eq!(known.get(1), Some(5));
+        known.forget(1);
+        assert_eq!(known.get(1), None);
+    }
+
+    #[test]
+    fn a_full_memory_starts_afresh_rather_than_growing() {
+        let mut known = Known::new(2);
+        known.set(1, 1);
+        known.set(2, 1);
+        known.set(2, 2);
+        assert_eq!((known.get(1), known.get(2)), (Some(1), Some(2)));
+        known.set(3, 1);
+        assert_eq!(
+            (known.get(1), known.get(2), known.get(3)),
+            (None, None, Some(1))
+        );
+    }
 
     #[test]
     fn only_the_newest_event_of_each_user_in_a_batch_is_written() {

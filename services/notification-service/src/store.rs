@@ -230,10 +230,93 @@ impl NotificationStore {
     /// # Errors
     /// When MongoDB fails; nothing is half-applied, so the event can be retried.
     pub async fn apply(&self, event: &UserEvent) -> mongodb::error::Result<Outcome> {
-        Ok(match self.apply_as(event, Mode::Live).await? {
-            Write::Inserted | Write::Updated => Outcome::Applied,
-            Write::Unchanged => Outcome::Stale,
+        self.apply_seen(event).await.map(|(outcome, _)| outcome)
+    }
+
+    /// [`Self::apply`], also returning the copy's version afterwards.
+    ///
+    /// # Errors
+    /// When MongoDB fails; nothing is half-applied, so the event can be retried.
+    pub async fn apply_seen(&self, event: &UserEvent) -> mongodb::error::Result<(Outcome, i64)> {
+        Ok(match self.write(event, Mode::Live).await? {
+            (Write::Inserted | Write::Updated, version) => (Outcome::Applied, version),
+            (Write::Unchanged, version) => (Outcome::Stale, version),
         })
+    }
+
+    /// Inserts the copies of users that have none, in one command: the
+    /// creates of a batch, which are usually their users' first events. For
+    /// each event, whether it was inserted (`false`: a copy exists, and
+    /// [`Self::apply`] must decide).
+    ///
+    /// # Errors
+    /// When MongoDB fails otherwise than by a duplicate `_id`; some copies may
+    /// be written, and applying the events again is harmless.
+    pub async fn insert_new(&self, events: &[&UserEvent]) -> mongodb::error::Result<Vec<bool>> {
+        let mut inserted = vec![true; events.len()];
+        if events.is_empty() {
+            return Ok(inserted);
+        }
+        let documents = events.iter().map(|event| to_document(event));
+        match self.copies.insert_many(documents).ordered(false).await {
+            Ok(_) => Ok(inserted),
+            Err(e) => {
+                let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
+                    return Err(e);
+                };
+                let duplicates = failure.write_errors.as_deref().unwrap_or_default();
+                if failure.write_concern_error.is_some()
+                    || duplicates.is_empty()
+                    || duplicates.iter().any(|w| w.code != DUPLICATE_KEY)
+                {
+                    return Err(e);
+                }
+                for duplicate in duplicates {
+                    if let Some(slot) = inserted.get_mut(duplicate.index) {
+                        *slot = false;
+                    }
+                }
+                Ok(inserted)
+            }
+        }
+    }
+
+    /// Writes each event's state over a copy known to hold `version`, older
+    /// than the event's, in one `update` command (the costly part on FerretDB
+    /// is the command, not the statement). The statements are guarded as
+    /// [`WriteGuard`] says. Returns whether every one matched; if not (a
+    /// copy changed or went since it was known), apply the events one by one.
+    ///
+    /// # Errors
+    /// When MongoDB fails; some copies may be written, and applying the
+    /// events again is harmless.
+    pub async fn update_known(&self, writes: &[(&UserEvent, i64)]) -> mongodb::error::Result<bool> {
+        if writes.is_empty() {
+            return Ok(true);
+        }
+        let statements: Vec<Document> = writes
+            .iter()
+            .map(|&(event, version)| {
+                let mut fields = to_document(event);
+                let id = fields.remove("_id").unwrap_or(Bson::Null);
+                let filter = match self.guard {
+                    WriteGuard::CompareAndSet => doc! {"_id": id, "version": version},
+                    WriteGuard::SingleWriter => doc! {"_id": id},
+                };
+                doc! {"q": filter, "u": {"$set": fields}}
+            })
+            .collect();
+        let reply = self
+            .db
+            .run_command(doc! {"update": COLLECTION, "updates": statements, "ordered": false})
+            .await?;
+        let matched = match reply.get("n") {
+            Some(Bson::Int32(n)) => i64::from(*n),
+            Some(Bson::Int64(n)) => *n,
+            _ => -1,
+        };
+        Ok(!reply.contains_key("writeErrors")
+            && usize::try_from(matched).is_ok_and(|n| n == writes.len()))
     }
 
     /// Writes `event`'s state if it is newer than the copy, or, under
@@ -249,6 +332,11 @@ impl NotificationStore {
     /// # Errors
     /// When MongoDB fails; nothing is half-applied, so the event can be retried.
     pub async fn apply_as(&self, event: &UserEvent, mode: Mode) -> mongodb::error::Result<Write> {
+        self.write(event, mode).await.map(|(write, _)| write)
+    }
+
+    /// [`Self::apply_as`], also returning the copy's version afterwards.
+    async fn write(&self, event: &UserEvent, mode: Mode) -> mongodb::error::Result<(Write, i64)> {
         let id = key(event.payload.id);
         let wanted = to_document(event);
         if event.kind == EventType::UserCreated {
@@ -256,7 +344,7 @@ impl NotificationStore {
             // the costly part on FerretDB). If a copy exists, the read below
             // settles it.
             match self.copies.insert_one(&wanted).await {
-                Ok(_) => return Ok(Write::Inserted),
+                Ok(_) => return Ok((Write::Inserted, event.version)),
                 Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -265,7 +353,7 @@ impl NotificationStore {
             let current = self.copies.find_one(doc! {"_id": &id}).await?;
             let Some(current) = current else {
                 match self.copies.insert_one(&wanted).await {
-                    Ok(_) => return Ok(Write::Inserted),
+                    Ok(_) => return Ok((Write::Inserted, event.version)),
                     Err(e) if is_duplicate_key(&e) => continue,
                     Err(e) => return Err(e),
                 }
@@ -278,7 +366,7 @@ impl NotificationStore {
                 }
             };
             if unchanged {
-                return Ok(Write::Unchanged);
+                return Ok((Write::Unchanged, seen));
             }
             let filter = match self.guard {
                 WriteGuard::CompareAndSet => doc! {"_id": &id, "version": seen},
@@ -291,7 +379,7 @@ impl NotificationStore {
                 .update_one(filter, doc! {"$set": fields})
                 .await?;
             if updated.matched_count > 0 {
-                return Ok(Write::Updated);
+                return Ok((Write::Updated, event.version));
             }
         }
     }

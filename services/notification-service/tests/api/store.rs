@@ -52,6 +52,85 @@ async fn only_a_newer_version_replaces_the_copy_under_either_guard() {
     }
 }
 
+/// The consumer's batch commands: one insert of many creates (an existing
+/// copy is reported, not overwritten), and one update of many copies whose
+/// version is known (a stale known version is reported, under either guard).
+#[tokio::test]
+async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
+    for guard in [WriteGuard::CompareAndSet, WriteGuard::SingleWriter] {
+        let store = fresh_store(guard).await;
+        store
+            .apply(&event(UserUpdated, 2, 7, "already v7"))
+            .await
+            .unwrap();
+        let creates: Vec<_> = (1..=3).map(|id| event(UserCreated, id, 1, "v1")).collect();
+        let creates: Vec<_> = creates.iter().collect();
+        assert_eq!(
+            store.insert_new(&creates).await.unwrap(),
+            [true, false, true],
+            "{guard:?}"
+        );
+        assert_eq!(
+            store.get(2).await.unwrap().expect("copy").name,
+            "already v7"
+        );
+
+        let updates = [
+            event(UserUpdated, 1, 2, "v2"),
+            event(UserUpdated, 3, 2, "v2"),
+        ];
+        let known: Vec<_> = updates.iter().map(|e| (e, 1)).collect();
+        assert!(store.update_known(&known).await.unwrap(), "{guard:?}");
+        for id in [1, 3] {
+            assert_eq!(store.get(id).await.unwrap().expect("copy").name, "v2");
+        }
+
+        // A known version that is no longer the copy's, and a copy that is gone.
+        let missing = event(UserUpdated, 40, 2, "v2");
+        let behind = event(UserUpdated, 2, 8, "v8");
+        let result = store
+            .update_known(&[(&behind, 6), (&missing, 1)])
+            .await
+            .unwrap();
+        assert!(!result, "{guard:?}: not every statement matched");
+    }
+}
+
+/// Stock FerretDB 1.24.2 keeps a pooled SQLite connection per statement of
+/// an update command until the command ends, and past its pool's 100 it
+/// never answers; tools/ferretdb/update-cursors.patch fixes it. Under a
+/// backlog the consumer sends up to 256 statements at once.
+#[tokio::test]
+async fn an_update_of_hundreds_of_copies_is_answered() {
+    let store = fresh_store(WriteGuard::SingleWriter).await;
+    let creates: Vec<_> = (1..=300)
+        .map(|id| event(UserCreated, id, 1, "v1"))
+        .collect();
+    let creates: Vec<_> = creates.iter().collect();
+    assert!(
+        store
+            .insert_new(&creates)
+            .await
+            .unwrap()
+            .iter()
+            .all(|&inserted| inserted)
+    );
+    let updates: Vec<_> = (1..=300)
+        .map(|id| event(UserUpdated, id, 2, "v2"))
+        .collect();
+    let known: Vec<_> = updates.iter().map(|e| (e, 1)).collect();
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        store.update_known(&known),
+    )
+    .await
+    .expect("no answer in 60 s to a 300-statement update (an unpatched FerretDB?)");
+    assert!(answered.unwrap());
+    let copies = store.list().await.unwrap();
+    assert_eq!(copies.len(), 300);
+    assert!(copies.iter().all(|copy| copy.name == "v2"));
+}
+
 #[tokio::test]
 async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
     let (db, config) = fresh_database().await;
