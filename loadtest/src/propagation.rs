@@ -1,6 +1,18 @@
-//! Propagation latency: for each acknowledged write, the time from its 2xx
+//! Propagation latency: for acknowledged writes, the time from the 2xx
 //! response until notification-service returns that state (or a later one),
 //! polled outside goose's statistics and recorded in an HDR histogram.
+//!
+//! The observer has a fixed budget, so that it never becomes the load: at
+//! most [`Budget::writes_per_s`] new writes are watched per second (a token
+//! bucket holding one second's worth) and at most [`Budget::reads_per_s`]
+//! reads are sent. A write to a user already watched joins the watch for
+//! free; one that finds no token is not measured (it is counted as
+//! unwatched; the consistency check still covers it). The sample is taken by
+//! time, not by how fast earlier writes arrived, so it is not biased towards
+//! fast ones. At the default 50 writes/s every write is watched; at the
+//! unlimited rate the figures are those of a sample spread over the run. A
+//! read on FerretDB costs about as much CPU as a write, so polling every
+//! write of an unlimited run would measure the observer rather than the sync.
 
 use std::{
     collections::HashMap,
@@ -14,7 +26,6 @@ use std::{
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 
 /// What a write returned: the state the copy must reach.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -66,9 +77,75 @@ pub struct Tracker {
     pub write_times: Mutex<Vec<f64>>,
     pub writes: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Writes acknowledged when the watch budget was spent.
+    pub unwatched: AtomicU64,
     pub in_flight: AtomicU64,
     pending: Mutex<HashMap<i64, Vec<Pending>>>,
-    polls: Semaphore,
+    sampler: Mutex<Sampler>,
+    pacer: Pacer,
+}
+
+/// How much the observer may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// New writes watched per second.
+    pub writes_per_s: u32,
+    /// Reads of the copy per second, all watchers together.
+    pub reads_per_s: u32,
+}
+
+/// Picks the writes to watch: a token bucket of one second's worth.
+struct Sampler {
+    per_s: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Sampler {
+    fn new(writes_per_s: u32) -> Self {
+        let per_s = f64::from(writes_per_s.max(1));
+        Self {
+            per_s,
+            tokens: per_s,
+            last: Instant::now(),
+        }
+    }
+
+    /// Whether the write acknowledged at `now` is watched.
+    fn take(&mut self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.per_s;
+        self.tokens = (self.tokens + earned).min(self.per_s);
+        self.last = self.last.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Spaces the reads of all watchers evenly, at most `reads_per_s`.
+struct Pacer {
+    every: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(reads_per_s: u32) -> Self {
+        Self {
+            every: Duration::from_secs(1) / reads_per_s.max(1),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The instant a read may be sent, reserving it.
+    fn reserve(&self, now: Instant) -> Instant {
+        let mut next = lock(&self.next);
+        let at = (*next).max(now);
+        *next = at + self.every;
+        at
+    }
 }
 
 /// A write waiting to be seen in the copy.
@@ -78,8 +155,6 @@ struct Pending {
     at_s: f64,
 }
 
-/// How many arrival polls may be in flight at once.
-pub const MAX_CONCURRENT_POLLS: usize = 64;
 /// The slowest a pending write is polled.
 const MAX_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -89,7 +164,12 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Tracker {
-    pub fn new(notifications_host: String, poll: Duration, timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        notifications_host: String,
+        poll: Duration,
+        timeout: Duration,
+        budget: Budget,
+    ) -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
             http: reqwest::Client::builder()
@@ -105,9 +185,11 @@ impl Tracker {
             write_times: Mutex::new(Vec::new()),
             writes: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
+            unwatched: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
-            polls: Semaphore::new(MAX_CONCURRENT_POLLS),
+            sampler: Mutex::new(Sampler::new(budget.writes_per_s)),
+            pacer: Pacer::new(budget.reads_per_s),
         })
     }
 
@@ -119,20 +201,22 @@ impl Tracker {
         self.start.elapsed()
     }
 
-    /// Records an acknowledged write that took `took` and watches for its
-    /// arrival in the copy. One watcher polls per user, however many of its
-    /// writes are pending, and at most [`MAX_CONCURRENT_POLLS`] polls run at
-    /// once: the measurement must not become the load.
+    /// Records an acknowledged write that took `took` and, within the
+    /// budget, watches for its arrival in the copy. One watcher polls per
+    /// user, however many of its writes are pending.
     pub fn written(self: &Arc<Self>, written: Written, took: Duration) {
         let acked = Instant::now();
         let at_s = self.start.elapsed().as_secs_f64();
         record(&self.write_latency, took);
         self.writes.fetch_add(1, Ordering::Relaxed);
         lock(&self.write_times).push(at_s);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
         let id = written.id;
         let first = {
             let mut pending = lock(&self.pending);
+            if !pending.contains_key(&id) && !lock(&self.sampler).take(acked) {
+                self.unwatched.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let queue = pending.entry(id).or_default();
             queue.push(Pending {
                 written,
@@ -141,6 +225,7 @@ impl Tracker {
             });
             queue.len() == 1
         };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         if first {
             let tracker = Arc::clone(self);
             tokio::spawn(async move { tracker.watch(id).await });
@@ -152,10 +237,8 @@ impl Tracker {
         let url = format!("{}/notifications/user/{id}", self.notifications_host);
         let started = Instant::now();
         loop {
-            let copy = {
-                let _permit = self.polls.acquire().await.ok();
-                self.fetch(&url).await
-            };
+            tokio::time::sleep_until(self.pacer.reserve(Instant::now()).into()).await;
+            let copy = self.fetch(&url).await;
             let now = Instant::now();
             let mut arrived = Vec::new();
             let mut timed_out = 0_u64;
@@ -272,6 +355,71 @@ mod tests {
             !copy("x", "2025-05-25T10:00:01Z").has_reached(&written),
             "same time, other state"
         );
+    }
+
+    #[test]
+    fn reads_are_spaced_to_the_budget() {
+        let pacer = Pacer::new(200);
+        let now = Instant::now();
+        let first = pacer.reserve(now);
+        let second = pacer.reserve(now);
+        let third = pacer.reserve(now);
+        assert_eq!(first, now);
+        assert_eq!(second - first, Duration::from_millis(5));
+        assert_eq!(third - second, Duration::from_millis(5));
+        // After a quiet spell, no burst of saved-up reads.
+        let later = now + Duration::from_secs(10);
+        assert_eq!(pacer.reserve(later), later);
+        assert_eq!(pacer.reserve(later) - later, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_second_of_writes_is_watched_then_the_rate() {
+        let mut sampler = Sampler::new(2);
+        let now = sampler.last;
+        assert!(sampler.take(now));
+        assert!(sampler.take(now));
+        assert!(!sampler.take(now), "the second's worth is spent");
+        assert!(!sampler.take(now + Duration::from_millis(400)));
+        assert!(
+            sampler.take(now + Duration::from_millis(600)),
+            "half a second earns one"
+        );
+        let later = now + Duration::from_secs(60);
+        assert!(sampler.take(later) && sampler.take(later));
+        assert!(
+            !sampler.take(later),
+            "a quiet minute saves no more than a second"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_beyond_the_budget_are_counted_not_watched() {
+        let tracker = Tracker::new(
+            "http://127.0.0.1:9".into(),
+            Duration::from_millis(5),
+            Duration::from_secs(30),
+            Budget {
+                writes_per_s: 2,
+                reads_per_s: 1,
+            },
+        );
+        let write = |id| Written {
+            id,
+            name: "a".into(),
+            email: "a@example.com".into(),
+            updated_at: at("2025-05-25T10:00:01Z"),
+        };
+        for id in [1, 2, 1, 3, 4] {
+            tracker.written(write(id), Duration::from_millis(1));
+        }
+        assert_eq!(tracker.writes.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            tracker.in_flight.load(Ordering::Relaxed),
+            3,
+            "1, 2 and 1 again"
+        );
+        assert_eq!(tracker.unwatched.load(Ordering::Relaxed), 2, "3 and 4");
     }
 
     #[test]

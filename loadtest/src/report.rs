@@ -29,6 +29,9 @@ pub struct Summary {
     pub http_ms: HttpMs,
     pub propagation_ms: PropagationMs,
     pub propagation_timeouts: u64,
+    /// Writes not watched (over the watch budget): the propagation figures
+    /// are those of the others; the consistency check covers all.
+    pub unwatched_writes: u64,
     pub consistency: Consistency,
     /// service write rate / raw SQL rate of the same writes; null when the
     /// baseline was skipped.
@@ -65,6 +68,14 @@ impl Summary {
             "propagation       p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  timeouts {}",
             p.p50, p.p90, p.p99, p.p999, p.max, self.propagation_timeouts
         );
+        if self.unwatched_writes > 0 {
+            let _ = writeln!(
+                out,
+                "                  measured on {} of {} writes (LOADTEST_WATCH_RATE, LOADTEST_POLL_RATE)",
+                self.writes.saturating_sub(self.unwatched_writes),
+                self.writes
+            );
+        }
         match (self.raw_sql_rps, self.write_efficiency) {
             (Some(raw), Some(efficiency)) => {
                 let _ = writeln!(

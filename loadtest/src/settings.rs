@@ -8,7 +8,9 @@
 //! | `LOADTEST_CREATE_WEIGHT` | `1` | weight of `POST /users` |
 //! | `LOADTEST_UPDATE_WEIGHT` | `3` | weight of `PUT /users/{id}` |
 //! | `LOADTEST_READ_WEIGHT` | `0` | weight of reads of the copy (`GET /notifications/user/{id}`) |
-//! | `LOADTEST_POLL_MS` | `5` | how often a write's arrival is polled |
+//! | `LOADTEST_POLL_MS` | `5` | how often a write's arrival is polled (at first; then a tenth of its age, at most 100 ms) |
+//! | `LOADTEST_WATCH_RATE` | `50` | new writes watched for arrival per second (a write to a user already watched joins it); the others are counted as unwatched |
+//! | `LOADTEST_POLL_RATE` | `200` | reads of the copy per second, all watchers together |
 //! | `LOADTEST_PROPAGATION_TIMEOUT_SECS` | `30` | a write not seen by then counts as a timeout |
 //! | `LOADTEST_SETTLE_SECS` | `60` | how long the consistency check waits for convergence |
 //! | `LOADTEST_DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` | for the raw-SQL baseline |
@@ -20,6 +22,8 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 
+use crate::propagation::Budget;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Default of goose's `--throttle-requests`; 0 leaves goose unthrottled.
@@ -29,6 +33,7 @@ pub struct Settings {
     pub update_weight: usize,
     pub read_weight: usize,
     pub poll_interval: Duration,
+    pub watch: Budget,
     pub propagation_timeout: Duration,
     pub settle_timeout: Duration,
     pub database_url: String,
@@ -65,6 +70,10 @@ impl Settings {
             update_weight: usize::try_from(number("LOADTEST_UPDATE_WEIGHT", 3)?)?,
             read_weight: usize::try_from(number("LOADTEST_READ_WEIGHT", 0)?)?,
             poll_interval: Duration::from_millis(number("LOADTEST_POLL_MS", 5)?.max(1)),
+            watch: Budget {
+                writes_per_s: u32::try_from(number("LOADTEST_WATCH_RATE", 50)?.max(1))?,
+                reads_per_s: u32::try_from(number("LOADTEST_POLL_RATE", 200)?.max(1))?,
+            },
             propagation_timeout: Duration::from_secs(number(
                 "LOADTEST_PROPAGATION_TIMEOUT_SECS",
                 30,
