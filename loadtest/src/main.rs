@@ -138,6 +138,7 @@ async fn run() -> Result<bool> {
         .execute()
         .await?;
     let load_time = started.elapsed();
+    let load_ended = Instant::now();
     let users_host = users_host_from_args();
     if let Some(log) = &shared().write_log {
         log.flush()?;
@@ -149,6 +150,9 @@ async fn run() -> Result<bool> {
 
     let http = reqwest::Client::new();
     let consistency = settle(&http, &users_host, &settings).await?;
+    let converged_after_s = consistency
+        .is_consistent()
+        .then(|| load_ended.elapsed().as_secs_f64());
 
     let writes = tracker.writes.load(Ordering::Relaxed);
     #[allow(clippy::cast_precision_loss)]
@@ -197,6 +201,7 @@ async fn run() -> Result<bool> {
                 max: propagation.max() as f64 / 1e3,
             },
             propagation_timeouts: tracker.timeouts.load(Ordering::Relaxed),
+            converged_after_s,
             unwatched_writes: tracker.unwatched.load(Ordering::Relaxed),
             consistency,
             write_efficiency: raw.map(|r| write_rps / r),

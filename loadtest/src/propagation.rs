@@ -4,8 +4,9 @@
 //!
 //! The observer has a fixed budget, so that it never becomes the load: at
 //! most [`Budget::writes_per_s`] new writes are watched per second (a token
-//! bucket holding one second's worth) and at most [`Budget::reads_per_s`]
-//! reads are sent. A write to a user already watched joins the watch for
+//! bucket holding one second's worth), at most [`Budget::reads_per_s`]
+//! reads are sent, and no more users are watched at once than that, so each
+//! is read at least once a second. A write to a user already watched joins the watch for
 //! free; one that finds no token is not measured (it is counted as
 //! unwatched; the consistency check still covers it). The sample is taken by
 //! time, not by how fast earlier writes arrived, so it is not biased towards
@@ -83,6 +84,7 @@ pub struct Tracker {
     pending: Mutex<HashMap<i64, Vec<Pending>>>,
     sampler: Mutex<Sampler>,
     pacer: Pacer,
+    reads_per_s: u32,
 }
 
 /// How much the observer may cost.
@@ -190,6 +192,7 @@ impl Tracker {
             pending: Mutex::new(HashMap::new()),
             sampler: Mutex::new(Sampler::new(budget.writes_per_s)),
             pacer: Pacer::new(budget.reads_per_s),
+            reads_per_s: budget.reads_per_s.max(1),
         })
     }
 
@@ -213,7 +216,11 @@ impl Tracker {
         let id = written.id;
         let first = {
             let mut pending = lock(&self.pending);
-            if !pending.contains_key(&id) && !lock(&self.sampler).take(acked) {
+            // At most as many users as reads per second, so that each is
+            // read at least once a second.
+            let room = pending.len() < usize::try_from(self.reads_per_s).unwrap_or(usize::MAX);
+            let watched = pending.contains_key(&id) || (room && lock(&self.sampler).take(acked));
+            if !watched {
                 self.unwatched.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -401,7 +408,7 @@ mod tests {
             Duration::from_secs(30),
             Budget {
                 writes_per_s: 2,
-                reads_per_s: 1,
+                reads_per_s: 10,
             },
         );
         let write = |id| Written {

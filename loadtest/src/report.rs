@@ -32,6 +32,9 @@ pub struct Summary {
     /// Writes not watched (over the watch budget): the propagation figures
     /// are those of the others; the consistency check covers all.
     pub unwatched_writes: u64,
+    /// Seconds from the end of the load to the first check that found the
+    /// copy equal to the source; null if it never did within the settle.
+    pub converged_after_s: Option<f64>,
     pub consistency: Consistency,
     /// service write rate / raw SQL rate of the same writes; null when the
     /// baseline was skipped.
@@ -92,9 +95,12 @@ impl Summary {
         } else {
             "INCONSISTENT"
         };
+        let after = self
+            .converged_after_s
+            .map_or_else(String::new, |s| format!(" ({s:.1} s after the load)"));
         let _ = writeln!(
             out,
-            "consistency       {verdict}: checked {} missing {} stale {} extra {}",
+            "consistency       {verdict}: checked {} missing {} stale {} extra {}{after}",
             c.checked, c.missing, c.stale, c.extra
         );
         out
