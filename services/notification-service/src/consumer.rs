@@ -15,13 +15,14 @@
 //! the newest event of each user among them; the older ones are acknowledged
 //! as stale (an event carries the whole state, and the newer one stays
 //! unacknowledged until written). It writes them in at most two commands:
-//! one insert of the creates, one update of the users whose copy's version it
-//! knows ([`Known`]: it wrote or read it last); the rest, and any write those
-//! commands could not settle, are applied one by one. On FerretDB a command
-//! costs far more than a statement in it (measured at 20,000 copies: 2.2 ms
-//! of its CPU for a lone update, 0.33 ms per statement of a 256-statement
-//! one), so a backlog drains several times faster than events arrive one at
-//! a time.
+//! one insert of the creates of users it does not know, one update of the
+//! rest, guarded so that only an older copy is replaced; a write those
+//! commands could not settle (no copy, or a newer one) is applied one by
+//! one, reading the copy first. A worker remembers the version of each copy
+//! it wrote ([`Known`]), so a duplicate or superseded event costs no I/O.
+//! Measured on FerretDB at 20,000 copies (its CPU per event): an insert
+//! alone 0.68 ms, in a batch of 64 0.05 ms; an update 1.3 to 1.6 ms either
+//! way, against 2.3 ms for the read and the update it replaces.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -215,8 +216,8 @@ async fn work(
 }
 
 /// Writes a batch's events, at most one per user: creates of unknown users
-/// in one insert, events of users with a known copy in one update, and the
-/// rest one by one (so does anything those two commands did not settle).
+/// in one insert, the others in one guarded update, and one by one whatever
+/// those two commands did not settle.
 async fn write_batch(
     store: &NotificationStore,
     stopping: &tokio::sync::watch::Receiver<bool>,
@@ -234,7 +235,6 @@ async fn write_batch(
             }
             Plan::Update(version) => updates.push((message, event, version)),
             Plan::Insert => inserts.push((message, event)),
-            Plan::Apply => one_by_one.push((message, event)),
         }
     }
 
@@ -258,11 +258,11 @@ async fn write_batch(
     }
 
     if !updates.is_empty() {
-        let writes: Vec<(&UserEvent, i64)> = updates
+        let writes: Vec<(&UserEvent, Option<i64>)> = updates
             .iter()
             .map(|(_, event, version)| (event.as_ref(), *version))
             .collect();
-        let settled = match store.update_known(&writes).await {
+        let settled = match store.update_newer(&writes).await {
             Ok(all_matched) => all_matched,
             Err(e) => {
                 store_failed(&e);
@@ -273,8 +273,8 @@ async fn write_batch(
             if settled {
                 applied(known, &message, &event).await;
             } else {
-                // A copy changed or went since it was known (or the command
-                // failed): read each again.
+                // Some copy was missing, newer, or changed since it was
+                // known (or the command failed): read each again.
                 known.forget(event.payload.id);
                 one_by_one.push((message, event));
             }
@@ -291,20 +291,19 @@ async fn write_batch(
 enum Plan {
     /// The copy is at least as new: acknowledge as stale, write nothing.
     Skip,
-    /// The copy holds this older version: update it, no read first.
-    Update(i64),
+    /// Update the copy if older: its version when known, else guarded by
+    /// the event's ([`NotificationStore::update_newer`]).
+    Update(Option<i64>),
     /// Nothing known, and a create: insert (usually the user's first event).
     Insert,
-    /// Nothing known: read the copy, then write ([`NotificationStore::apply`]).
-    Apply,
 }
 
 fn plan(known: Option<i64>, event: &UserEvent) -> Plan {
     match known {
         Some(version) if version >= event.version => Plan::Skip,
-        Some(version) => Plan::Update(version),
+        Some(version) => Plan::Update(Some(version)),
         None if event.kind == EventType::UserCreated => Plan::Insert,
-        None => Plan::Apply,
+        None => Plan::Update(None),
     }
 }
 
@@ -316,7 +315,7 @@ const KNOWN_MAX: usize = 200_000;
 /// A user's events all go to one worker, and a copy's version never goes
 /// down (a delete keeps it, as a tombstone), so a version known here is at
 /// most the copy's: an event no newer is stale, and a newer one can be
-/// written without reading the copy first. Should the copy have moved on
+/// written over it with the write guard's filter. Should the copy have moved on
 /// meanwhile (another instance on MongoDB, or `resync`), the compare-and-set
 /// misses and the event is applied after a read. Only a copy removed by hand
 /// is not seen: events older than the known version are then skipped, as
@@ -600,16 +599,22 @@ mod tests {
     #[test]
     fn a_known_copy_is_updated_without_a_read_or_skipped_when_as_new() {
         let update = event(EventType::UserUpdated, 5);
-        assert_eq!(plan(Some(4), &update), Plan::Update(4));
+        assert_eq!(plan(Some(4), &update), Plan::Update(Some(4)));
         assert_eq!(plan(Some(5), &update), Plan::Skip);
         assert_eq!(plan(Some(9), &update), Plan::Skip);
     }
 
     #[test]
-    fn an_unknown_copy_is_inserted_for_a_create_and_read_first_otherwise() {
+    fn an_unknown_copy_is_inserted_for_a_create_and_updated_if_older_otherwise() {
         assert_eq!(plan(None, &event(EventType::UserCreated, 1)), Plan::Insert);
-        assert_eq!(plan(None, &event(EventType::UserUpdated, 2)), Plan::Apply);
-        assert_eq!(plan(None, &event(EventType::UserDeleted, 3)), Plan::Apply);
+        assert_eq!(
+            plan(None, &event(EventType::UserUpdated, 2)),
+            Plan::Update(None)
+        );
+        assert_eq!(
+            plan(None, &event(EventType::UserDeleted, 3)),
+            Plan::Update(None)
+        );
         // A create redelivered after its user moved on is stale.
         assert_eq!(plan(Some(3), &event(EventType::UserCreated, 1)), Plan::Skip);
     }

@@ -281,27 +281,36 @@ impl NotificationStore {
         }
     }
 
-    /// Writes each event's state over a copy known to hold `version`, older
-    /// than the event's, in one `update` command (the costly part on FerretDB
-    /// is the command, not the statement). The statements are guarded as
-    /// [`WriteGuard`] says. Returns whether every one matched; if not (a
-    /// copy changed or went since it was known), apply the events one by one.
+    /// Writes each event's state over its copy if that is older, in one
+    /// `update` command (on FerretDB a command costs more than a statement in
+    /// it). With the copy's version known (`Some`), the filter is as
+    /// [`WriteGuard`] says; without, it is `{_id, version: {$lt: event's}}`,
+    /// a compare-and-set on MongoDB, and correct on FerretDB because one
+    /// writer per user sends it. Returns whether every statement matched; if
+    /// not (no copy, a newer one, or one changed since it was known), apply
+    /// the events one by one, which reads first.
     ///
     /// # Errors
     /// When MongoDB fails; some copies may be written, and applying the
     /// events again is harmless.
-    pub async fn update_known(&self, writes: &[(&UserEvent, i64)]) -> mongodb::error::Result<bool> {
+    pub async fn update_newer(
+        &self,
+        writes: &[(&UserEvent, Option<i64>)],
+    ) -> mongodb::error::Result<bool> {
         if writes.is_empty() {
             return Ok(true);
         }
         let statements: Vec<Document> = writes
             .iter()
-            .map(|&(event, version)| {
+            .map(|&(event, known)| {
                 let mut fields = to_document(event);
                 let id = fields.remove("_id").unwrap_or(Bson::Null);
-                let filter = match self.guard {
-                    WriteGuard::CompareAndSet => doc! {"_id": id, "version": version},
-                    WriteGuard::SingleWriter => doc! {"_id": id},
+                let filter = match (known, self.guard) {
+                    (None, _) => doc! {"_id": id, "version": {"$lt": event.version}},
+                    (Some(version), WriteGuard::CompareAndSet) => {
+                        doc! {"_id": id, "version": version}
+                    }
+                    (Some(_), WriteGuard::SingleWriter) => doc! {"_id": id},
                 };
                 doc! {"q": filter, "u": {"$set": fields}}
             })

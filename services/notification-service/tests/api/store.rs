@@ -53,8 +53,9 @@ async fn only_a_newer_version_replaces_the_copy_under_either_guard() {
 }
 
 /// The consumer's batch commands: one insert of many creates (an existing
-/// copy is reported, not overwritten), and one update of many copies whose
-/// version is known (a stale known version is reported, under either guard).
+/// copy is reported, not overwritten), and one update of many copies, whose
+/// version is known or not (a stale known version, a newer copy or a missing
+/// one is reported, and a newer copy is left alone, under either guard).
 #[tokio::test]
 async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
     for guard in [WriteGuard::CompareAndSet, WriteGuard::SingleWriter] {
@@ -79,19 +80,27 @@ async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
             event(UserUpdated, 1, 2, "v2"),
             event(UserUpdated, 3, 2, "v2"),
         ];
-        let known: Vec<_> = updates.iter().map(|e| (e, 1)).collect();
-        assert!(store.update_known(&known).await.unwrap(), "{guard:?}");
+        let writes = [(&updates[0], Some(1)), (&updates[1], None)];
+        assert!(store.update_newer(&writes).await.unwrap(), "{guard:?}");
         for id in [1, 3] {
             assert_eq!(store.get(id).await.unwrap().expect("copy").name, "v2");
         }
 
+        let older = event(UserUpdated, 2, 6, "v6");
+        assert!(
+            !store.update_newer(&[(&older, None)]).await.unwrap(),
+            "{guard:?}"
+        );
+        assert_eq!(
+            store.get(2).await.unwrap().expect("copy").name,
+            "already v7"
+        );
+
         // A known version that is no longer the copy's, and a copy that is gone.
         let missing = event(UserUpdated, 40, 2, "v2");
         let behind = event(UserUpdated, 2, 8, "v8");
-        let result = store
-            .update_known(&[(&behind, 6), (&missing, 1)])
-            .await
-            .unwrap();
+        let writes = [(&behind, Some(6)), (&missing, None)];
+        let result = store.update_newer(&writes).await.unwrap();
         assert!(!result, "{guard:?}: not every statement matched");
     }
 }
@@ -118,10 +127,10 @@ async fn an_update_of_hundreds_of_copies_is_answered() {
     let updates: Vec<_> = (1..=300)
         .map(|id| event(UserUpdated, id, 2, "v2"))
         .collect();
-    let known: Vec<_> = updates.iter().map(|e| (e, 1)).collect();
+    let writes: Vec<_> = updates.iter().map(|e| (e, Some(1))).collect();
     let answered = tokio::time::timeout(
         std::time::Duration::from_secs(60),
-        store.update_known(&known),
+        store.update_newer(&writes),
     )
     .await
     .expect("no answer in 60 s to a 300-statement update (an unpatched FerretDB?)");
