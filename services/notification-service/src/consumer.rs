@@ -195,10 +195,16 @@ async fn work(
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let mut writes = Vec::new();
+        // Users whose create this batch holds: their copy is most likely
+        // yet to be inserted, whatever their newest event is.
+        let mut created = HashSet::new();
         for task in coalesce(std::mem::take(&mut batch)) {
             match task {
                 Work::Apply(message, event) => writes.push((message, event)),
                 Work::Superseded(message, event) => {
+                    if event.kind == EventType::UserCreated {
+                        created.insert(event.payload.id);
+                    }
                     // An event carries its user's whole state, and a newer
                     // one of the same user is in this batch, unacknowledged:
                     // if the process dies before writing it, JetStream
@@ -211,29 +217,34 @@ async fn work(
                 }
             }
         }
-        write_batch(&store, &stopping, &mut known, writes).await;
+        write_batch(&store, &stopping, &mut known, writes, &created).await;
     }
 }
 
-/// Writes a batch's events, at most one per user: creates of unknown users
-/// in one insert, the others in one guarded update, and one by one whatever
-/// those two commands did not settle.
+/// Writes a batch's events, at most one per user: first events of unknown
+/// users in one insert, updates of known copies in one guarded update, of
+/// unknown ones in another, and one by one whatever those commands did not
+/// settle (a command reports only how many statements matched, not which).
 async fn write_batch(
     store: &NotificationStore,
     stopping: &tokio::sync::watch::Receiver<bool>,
     known: &mut Known,
     writes: Vec<(Message, Box<UserEvent>)>,
+    created: &HashSet<i32>,
 ) {
     let mut inserts = Vec::new();
-    let mut updates = Vec::new();
+    let mut known_updates = Vec::new();
+    let mut unknown_updates = Vec::new();
     let mut one_by_one = Vec::new();
     for (message, event) in writes {
-        match plan(known.get(event.payload.id), &event) {
+        let created_here = created.contains(&event.payload.id);
+        match plan(known.get(event.payload.id), &event, created_here) {
             Plan::Skip => {
                 count(&event, Outcome::Stale);
                 ack(&message, AckKind::Ack).await;
             }
-            Plan::Update(version) => updates.push((message, event, version)),
+            Plan::Update(Some(version)) => known_updates.push((message, event, Some(version))),
+            Plan::Update(None) => unknown_updates.push((message, event, None)),
             Plan::Insert => inserts.push((message, event)),
         }
     }
@@ -257,7 +268,10 @@ async fn write_batch(
         }
     }
 
-    if !updates.is_empty() {
+    for updates in [known_updates, unknown_updates] {
+        if updates.is_empty() {
+            continue;
+        }
         let writes: Vec<(&UserEvent, Option<i64>)> = updates
             .iter()
             .map(|(_, event, version)| (event.as_ref(), *version))
@@ -294,15 +308,18 @@ enum Plan {
     /// Update the copy if older: its version when known, else guarded by
     /// the event's ([`NotificationStore::update_newer`]).
     Update(Option<i64>),
-    /// Nothing known, and a create: insert (usually the user's first event).
+    /// Nothing known, and the user's first event (or its create was in the
+    /// batch): insert.
     Insert,
 }
 
-fn plan(known: Option<i64>, event: &UserEvent) -> Plan {
+/// `created_here`: the batch also held the user's create (superseded by
+/// this event), so the copy most likely does not exist yet.
+fn plan(known: Option<i64>, event: &UserEvent, created_here: bool) -> Plan {
     match known {
         Some(version) if version >= event.version => Plan::Skip,
         Some(version) => Plan::Update(Some(version)),
-        None if event.kind == EventType::UserCreated => Plan::Insert,
+        None if event.kind == EventType::UserCreated || created_here => Plan::Insert,
         None => Plan::Update(None),
     }
 }
@@ -599,24 +616,30 @@ mod tests {
     #[test]
     fn a_known_copy_is_updated_without_a_read_or_skipped_when_as_new() {
         let update = event(EventType::UserUpdated, 5);
-        assert_eq!(plan(Some(4), &update), Plan::Update(Some(4)));
-        assert_eq!(plan(Some(5), &update), Plan::Skip);
-        assert_eq!(plan(Some(9), &update), Plan::Skip);
+        assert_eq!(plan(Some(4), &update, false), Plan::Update(Some(4)));
+        assert_eq!(plan(Some(5), &update, false), Plan::Skip);
+        assert_eq!(plan(Some(9), &update, true), Plan::Skip);
     }
 
     #[test]
     fn an_unknown_copy_is_inserted_for_a_create_and_updated_if_older_otherwise() {
-        assert_eq!(plan(None, &event(EventType::UserCreated, 1)), Plan::Insert);
+        let update = event(EventType::UserUpdated, 2);
         assert_eq!(
-            plan(None, &event(EventType::UserUpdated, 2)),
+            plan(None, &event(EventType::UserCreated, 1), false),
+            Plan::Insert
+        );
+        assert_eq!(plan(None, &update, false), Plan::Update(None));
+        assert_eq!(
+            plan(None, &event(EventType::UserDeleted, 3), false),
             Plan::Update(None)
         );
-        assert_eq!(
-            plan(None, &event(EventType::UserDeleted, 3)),
-            Plan::Update(None)
-        );
+        // Its create was in the same batch, superseded by this update.
+        assert_eq!(plan(None, &update, true), Plan::Insert);
         // A create redelivered after its user moved on is stale.
-        assert_eq!(plan(Some(3), &event(EventType::UserCreated, 1)), Plan::Skip);
+        assert_eq!(
+            plan(Some(3), &event(EventType::UserCreated, 1), false),
+            Plan::Skip
+        );
     }
 
     #[test]
