@@ -174,26 +174,36 @@ impl NotificationStore {
     /// # Errors
     /// When MongoDB fails.
     pub async fn prepare(&self) -> mongodb::error::Result<()> {
-        for kind in ["objectId", "int", "long"] {
-            let misfiled: Vec<Document> = self
-                .copies
-                .find(doc! {"_id": {"$type": kind}})
-                .await?
-                .try_collect()
-                .await?;
-            for mut document in misfiled {
-                let Some(user_id) = document.get("user_id").and_then(as_user_id) else {
-                    continue;
-                };
-                let old_id = document.insert("_id", key(user_id));
-                if !document.contains_key("version") {
-                    document.insert("version", 0_i64);
-                }
-                self.copies.delete_one(doc! {"_id": old_id}).await?;
-                match self.copies.insert_one(document).await {
-                    Err(e) if !is_duplicate_key(&e) => return Err(e),
-                    _ => {}
-                }
+        // One pass finds every document to adopt. FerretDB cannot push these
+        // filters down, so each pass decodes the whole collection in Go
+        // (measured: four passes took 13 s of start-up at 34,000 copies).
+        let misfiled: Vec<Document> = self
+            .copies
+            .find(doc! {"$or": [
+                {"_id": {"$not": {"$type": "string"}}},
+                {"version": {"$exists": false}},
+            ]})
+            .await?
+            .try_collect()
+            .await?;
+        for mut document in misfiled {
+            if let Some(id @ Bson::String(_)) = document.get("_id").cloned() {
+                self.copies
+                    .update_one(doc! {"_id": id}, doc! {"$set": {"version": 0_i64}})
+                    .await?;
+                continue;
+            }
+            let Some(user_id) = document.get("user_id").and_then(as_user_id) else {
+                continue;
+            };
+            let old_id = document.insert("_id", key(user_id));
+            if !document.contains_key("version") {
+                document.insert("version", 0_i64);
+            }
+            self.copies.delete_one(doc! {"_id": old_id}).await?;
+            match self.copies.insert_one(document).await {
+                Err(e) if !is_duplicate_key(&e) => return Err(e),
+                _ => {}
             }
         }
         let index = IndexModel::builder()
@@ -206,12 +216,6 @@ impl NotificationStore {
             )
             .build();
         self.copies.create_index(index).await?;
-        self.copies
-            .update_many(
-                doc! {"version": {"$exists": false}},
-                doc! {"$set": {"version": 0_i64}},
-            )
-            .await?;
         Ok(())
     }
 
