@@ -32,33 +32,8 @@ export PG_PORT="${PG_PORT:-5432}" \
   PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}" \
   GRAFANA_PORT="${GRAFANA_PORT:-3000}"
 
-# PostgreSQL refuses to run as root. As root, its commands run as the
-# `postgres` user through `setpriv`, which execs in place: process-compose's
-# signals then reach the postmaster itself. (`runuser` stays as a parent and
-# answers a SIGTERM or SIGINT by killing its child with SIGKILL two seconds
-# later, which would turn a slow fast-shutdown into a crash.)
-PG_AS=()
-if [ "$(id -u)" = 0 ]; then
-  id -u postgres >/dev/null 2>&1 ||
-    die "PostgreSQL cannot run as root and there is no 'postgres' user: create one (useradd --system postgres) or run as a normal user"
-  if command -v setpriv >/dev/null 2>&1; then
-    PG_AS=(setpriv --reuid=postgres --regid=postgres --init-groups --)
-  else
-    PG_AS=(runuser -u postgres --)
-  fi
-fi
-
-# as_pg CMD ARGS...: runs CMD as the user PostgreSQL runs as.
-as_pg() {
-  ${PG_AS[@]+"${PG_AS[@]}"} "$@"
-}
-
-# pg_own DIR...: gives DIRs to the user PostgreSQL runs as.
-pg_own() {
-  if [ ${#PG_AS[@]} -gt 0 ]; then
-    chown postgres: "$@"
-  fi
-}
+# PostgreSQL's user: see pg_user_setup in tools.sh.
+pg_user_setup
 
 # The MongoDB-wire server this machine runs: real mongod when present (the Nix
 # dev shell), FerretDB otherwise. Same rule as ensure_mongo.

@@ -72,6 +72,40 @@ ensure_postgres() {
   export PATH
 }
 
+# PostgreSQL refuses to run as root. As root, its commands run as the
+# `postgres` user (created, as a system user, when missing) through `setpriv`,
+# which execs in place: process-compose's signals then reach the postmaster
+# itself. (`runuser`, the fallback, stays as a parent and answers a SIGTERM or
+# SIGINT by killing its child with SIGKILL two seconds later, which would turn
+# a slow fast-shutdown into a crash.) Sets PG_AS; as_pg and pg_own use it.
+# Used by scripts/test and scripts/lib/stack.sh alike.
+pg_user_setup() {
+  PG_AS=()
+  [ "$(id -u)" = 0 ] || return 0
+  if ! id -u postgres >/dev/null 2>&1; then
+    log "creating the system user 'postgres' (PostgreSQL refuses to run as root)"
+    useradd --system --no-create-home postgres ||
+      die "PostgreSQL cannot run as root and the 'postgres' user could not be created: create it (useradd --system postgres) or run as a normal user"
+  fi
+  if command -v setpriv >/dev/null 2>&1; then
+    PG_AS=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+  else
+    PG_AS=(runuser -u postgres --)
+  fi
+}
+
+# as_pg CMD ARGS...: runs CMD as the user PostgreSQL runs as.
+as_pg() {
+  ${PG_AS[@]+"${PG_AS[@]}"} "$@"
+}
+
+# pg_own DIR...: gives DIRs to the user PostgreSQL runs as.
+pg_own() {
+  if [ ${#PG_AS[@]} -gt 0 ]; then
+    chown postgres: "$@"
+  fi
+}
+
 ensure_prometheus() {
   command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 }
