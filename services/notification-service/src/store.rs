@@ -90,10 +90,10 @@ pub struct DeadLetter<'a> {
     pub reason: String,
 }
 
-/// How a write makes sure it replaces only an older version of the copy.
-///
-/// Both read the copy's version by `_id` first (a stale or duplicate event
-/// then costs one read and no write) and differ in the update's filter.
+/// How a write over a copy whose version is known (just read by
+/// [`NotificationStore::apply`], or remembered by the consumer) makes sure it
+/// replaces only that version. A write without a known version is guarded by
+/// `{version: {$lt: <the event's>}}` under both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteGuard {
     /// The filter carries the version just read: a compare-and-set, atomic on
