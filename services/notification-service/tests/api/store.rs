@@ -140,6 +140,51 @@ async fn an_update_of_hundreds_of_copies_is_answered() {
     assert!(copies.iter().all(|copy| copy.name == "v2"));
 }
 
+/// Stock FerretDB 1.24.2 keeps an update statement's read open while it
+/// commits the write, which pins SQLite's write-ahead log: the log never
+/// restarts, and every commit past the auto-checkpoint size (1000 pages of
+/// 4 KiB) checkpoints all of it again, so each update costs more than the last.
+/// tools/ferretdb/update-cursors.patch ends the read first. Thousands of
+/// updates must leave the log near that size (a stock build: about 20 MB).
+#[tokio::test]
+async fn thousands_of_updates_leave_ferretdbs_write_ahead_log_bounded() {
+    let (db, config) = fresh_database().await;
+    let Ok(sqlite_dir) = std::env::var("TEST_FERRETDB_SQLITE_DIR") else {
+        eprintln!("SKIPPED: not FerretDB on SQLite (TEST_FERRETDB_SQLITE_DIR is unset)");
+        return;
+    };
+    let store = NotificationStore::new(db, WriteGuard::SingleWriter);
+    store.prepare().await.expect("prepare");
+    let users = 2000;
+    let creates: Vec<_> = (1..=users)
+        .map(|id| event(UserCreated, id, 1, "v1"))
+        .collect();
+    for chunk in creates.chunks(500) {
+        let chunk: Vec<_> = chunk.iter().collect();
+        store.insert_new(&chunk).await.expect("insert");
+    }
+    let mut writes = 0;
+    for version in 2..=3 {
+        let updates: Vec<_> = (1..=users)
+            .map(|id| event(UserUpdated, id, version, "updated"))
+            .collect();
+        for chunk in updates.chunks(64) {
+            let chunk: Vec<_> = chunk.iter().map(|e| (e, Some(version - 1))).collect();
+            assert!(store.update_newer(&chunk).await.expect("update"));
+            writes += chunk.len();
+        }
+    }
+    let wal = std::path::Path::new(&sqlite_dir).join(format!("{}.sqlite-wal", config.database));
+    let size = std::fs::metadata(&wal)
+        .unwrap_or_else(|e| panic!("{}: {e}", wal.display()))
+        .len();
+    assert!(
+        size < 8 << 20,
+        "after {writes} updates FerretDB's write-ahead log is {size} bytes: \
+         it did not restart (an update's read still open at its commit?)"
+    );
+}
+
 #[tokio::test]
 async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
     let (db, config) = fresh_database().await;
