@@ -6,7 +6,7 @@ use axum::{
 };
 use service_kit::http::error_response;
 
-use crate::domain::InvalidInput;
+use crate::{domain::InvalidInput, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,26 +35,15 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-
-    /// Maps a database error, naming `email` when it is the unique key that
-    /// was violated.
-    pub fn from_write(err: sqlx::Error, email: &str) -> Self {
-        match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                ApiError::EmailTaken(email.to_owned())
-            }
-            _ => Self::from(err),
-        }
-    }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
         match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                ApiError::Unavailable(err)
-            }
-            other => ApiError::Internal(other.into()),
+            StoreError::NotFound(id) => ApiError::NotFound(id),
+            StoreError::EmailTaken(email) => ApiError::EmailTaken(email),
+            StoreError::Unavailable(e) => ApiError::Unavailable(e),
+            StoreError::Database(e) => ApiError::Internal(e.into()),
         }
     }
 }
@@ -86,6 +75,33 @@ mod tests {
         ];
         for (error, status) in cases {
             assert_eq!(error.status_code().as_u16(), status, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn each_store_error_becomes_its_status() {
+        let cases = [
+            (StoreError::NotFound(7), 404, "user 7 not found"),
+            (
+                StoreError::EmailTaken("a@b.co".into()),
+                409,
+                "email \"a@b.co\" is already taken",
+            ),
+            (
+                StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+                503,
+                "the database is unavailable",
+            ),
+            (
+                StoreError::Database(sqlx::Error::RowNotFound),
+                500,
+                "internal error",
+            ),
+        ];
+        for (error, status, message) in cases {
+            let error = ApiError::from(error);
+            assert_eq!(error.status_code().as_u16(), status, "{error:?}");
+            assert_eq!(error.to_string(), message);
         }
     }
 
