@@ -150,7 +150,10 @@ async fn an_update_of_hundreds_of_copies_is_answered() {
 async fn thousands_of_updates_leave_ferretdbs_write_ahead_log_bounded() {
     let (db, config) = fresh_database().await;
     let Ok(sqlite_dir) = std::env::var("TEST_FERRETDB_SQLITE_DIR") else {
-        eprintln!("SKIPPED: not FerretDB on SQLite (TEST_FERRETDB_SQLITE_DIR is unset)");
+        testkit::skip::skipped(
+            "store::thousands_of_updates_leave_ferretdbs_write_ahead_log_bounded",
+            "not FerretDB on SQLite (TEST_FERRETDB_SQLITE_DIR is unset)",
+        );
         return;
     };
     let store = NotificationStore::new(db, WriteGuard::SingleWriter);
@@ -227,7 +230,10 @@ async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
 async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
     let (db, _) = fresh_database().await;
     if WriteGuard::detect(&db).await.expect("buildInfo") != WriteGuard::SingleWriter {
-        eprintln!("not FerretDB: nothing to check");
+        testkit::skip::skipped(
+            "store::the_per_user_filter_is_pushed_down_to_ferretdbs_storage",
+            "not FerretDB",
+        );
         return;
     }
     db.collection::<Document>("user_notifications")
@@ -262,7 +268,10 @@ async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
 async fn the_per_user_filters_are_served_from_ferretdbs_id_index() {
     let (db, _) = fresh_database().await;
     if WriteGuard::detect(&db).await.expect("buildInfo") != WriteGuard::SingleWriter {
-        eprintln!("not FerretDB: nothing to check");
+        testkit::skip::skipped(
+            "store::the_per_user_filters_are_served_from_ferretdbs_id_index",
+            "not FerretDB",
+        );
         return;
     }
     db.collection::<Document>("user_notifications")
