@@ -2,34 +2,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{Names, shared, wait::eventually};
-use tokio::{sync::oneshot, task::JoinHandle};
-
-/// A service running in this process until stopped.
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Running {
-    async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("no panic").expect("clean exit");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
+use testkit::{Names, Running, shared, wait::eventually};
 
 /// Both services wired to the same, test-private subject and stream.
 pub struct Stack {
@@ -78,7 +51,7 @@ impl Stack {
         notifications_config.nats.url = nats_url;
         notifications_config.nats.subject = names.subject();
         notifications_config.nats.stream = names.stream();
-        notifications_config.nats.consumer = names.consumer();
+        notifications_config.consumer.name = names.consumer();
 
         let users = start_users(users_config.clone()).await;
         notifications_config.user_service_url = users.base.clone();
@@ -234,34 +207,17 @@ impl Stack {
 }
 
 async fn start_users(config: user_service::Config) -> Running {
-    let app = user_service::Application::build(config)
-        .await
-        .expect("user-service builds");
-    let addr = app.local_addr().expect("addr");
-    run(addr, |stopped| app.run_until(stopped))
+    Running::start(
+        user_service::build(config)
+            .await
+            .expect("user-service builds"),
+    )
 }
 
 async fn start_notifications(config: notification_service::Config) -> Running {
-    let app = notification_service::Application::build(config)
-        .await
-        .expect("notification-service builds");
-    let addr = app.local_addr().expect("addr");
-    run(addr, |stopped| app.run_until(stopped))
-}
-
-/// Runs a built service in the background until [`Running::stop`].
-fn run<F, Fut>(addr: std::net::SocketAddr, run_until: F) -> Running
-where
-    F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(run_until(Box::pin(async {
-        let _ = stopped.await;
-    })));
-    Running {
-        base: format!("http://{addr}"),
-        stop: Some(stop),
-        task: Some(task),
-    }
+    Running::start(
+        notification_service::build(config)
+            .await
+            .expect("notification-service builds"),
+    )
 }

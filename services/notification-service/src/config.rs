@@ -20,15 +20,13 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Result;
-use service_kit::env::Vars;
+use service_kit::{env::Vars, nats::NatsConfig};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8081";
 pub const DEFAULT_MONGODB_URI: &str = "mongodb://localhost:27017";
 pub const DEFAULT_DATABASE: &str = "notifications_db";
 pub const COLLECTION: &str = "user_notifications";
 pub const DEAD_LETTER_COLLECTION: &str = "dead_letters";
-pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
-pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_WORKERS: usize = 8;
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1024;
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
@@ -47,17 +45,16 @@ pub struct Config {
     pub user_service_url: String,
     /// How often the drift gauge is measured; zero: never.
     pub drift_check_interval: Duration,
+    /// Where events come from.
     pub nats: NatsConfig,
+    pub consumer: ConsumerConfig,
 }
 
-/// Where events come from and how they are consumed.
+/// How events are consumed.
 #[derive(Debug, Clone)]
-pub struct NatsConfig {
-    pub url: String,
-    pub subject: String,
-    pub stream: String,
-    pub stream_max_age: Duration,
-    pub consumer: String,
+pub struct ConsumerConfig {
+    /// The durable consumer's name.
+    pub name: String,
     pub workers: usize,
     pub max_ack_pending: i64,
     pub ack_wait: Duration,
@@ -86,14 +83,9 @@ impl Config {
                 "DRIFT_CHECK_INTERVAL_SECS",
                 DEFAULT_DRIFT_CHECK_INTERVAL.as_secs(),
             )?),
-            nats: NatsConfig {
-                url: vars.string("NATS_URL", DEFAULT_NATS_URL),
-                subject: vars.string("NATS_SUBJECT", events::SUBJECT),
-                stream: vars.string("NATS_STREAM", events::STREAM),
-                stream_max_age: Duration::from_secs(
-                    vars.parse("NATS_STREAM_MAX_AGE_SECS", DEFAULT_STREAM_MAX_AGE.as_secs())?,
-                ),
-                consumer: vars.string("NATS_CONSUMER", events::CONSUMER),
+            nats: NatsConfig::from_vars(vars, events::SUBJECT, events::STREAM)?,
+            consumer: ConsumerConfig {
+                name: vars.string("NATS_CONSUMER", events::CONSUMER),
                 workers: vars.parse("CONSUMER_WORKERS", DEFAULT_WORKERS)?.max(1),
                 max_ack_pending: vars
                     .parse("CONSUMER_MAX_ACK_PENDING", DEFAULT_MAX_ACK_PENDING)?
@@ -115,12 +107,12 @@ mod tests {
         assert_eq!(config.mongodb_uri, "mongodb://localhost:27017");
         assert_eq!(config.database, "notifications_db");
         assert_eq!(config.nats.subject, "user.events");
-        assert_eq!(config.nats.consumer, "notification-service");
+        assert_eq!(config.consumer.name, "notification-service");
     }
 
     #[test]
     fn zero_workers_means_one() {
         let config = Config::from_vars(&Vars::from_pairs([("CONSUMER_WORKERS", "0")])).unwrap();
-        assert_eq!(config.nats.workers, 1);
+        assert_eq!(config.consumer.workers, 1);
     }
 }

@@ -38,10 +38,11 @@ use async_nats::jetstream::{
 use chrono::Utc;
 use events::{EventType, UserEvent};
 use futures::StreamExt;
+use service_kit::nats::NatsConfig;
 use tokio::{sync::mpsc, task::JoinSet};
 
 use crate::{
-    config::NatsConfig,
+    config::ConsumerConfig,
     store::{DeadLetter, NotificationStore, Outcome},
 };
 
@@ -55,7 +56,8 @@ const INFO_INTERVAL: Duration = Duration::from_secs(2);
 
 pub struct Consumer {
     js: jetstream::Context,
-    config: NatsConfig,
+    nats: NatsConfig,
+    config: ConsumerConfig,
     store: NotificationStore,
 }
 
@@ -66,8 +68,18 @@ enum Task {
 }
 
 impl Consumer {
-    pub fn new(js: jetstream::Context, config: NatsConfig, store: NotificationStore) -> Self {
-        Self { js, config, store }
+    pub fn new(
+        js: jetstream::Context,
+        nats: NatsConfig,
+        config: ConsumerConfig,
+        store: NotificationStore,
+    ) -> Self {
+        Self {
+            js,
+            nats,
+            config,
+            store,
+        }
     }
 
     /// Creates the stream (if user-service has not yet) and the durable
@@ -78,22 +90,22 @@ impl Consumer {
     pub async fn setup(&self) -> Result<PullConsumer> {
         let stream = events::ensure_stream(
             &self.js,
-            &self.config.stream,
-            &self.config.subject,
-            self.config.stream_max_age,
+            &self.nats.stream,
+            &self.nats.subject,
+            self.nats.stream_max_age,
         )
         .await
         .context("creating the stream")?;
         stream
             .get_or_create_consumer(
-                &self.config.consumer,
+                &self.config.name,
                 pull::Config {
-                    durable_name: Some(self.config.consumer.clone()),
+                    durable_name: Some(self.config.name.clone()),
                     ack_policy: AckPolicy::Explicit,
                     deliver_policy: DeliverPolicy::All,
                     ack_wait: self.config.ack_wait,
                     max_ack_pending: self.config.max_ack_pending,
-                    filter_subject: self.config.subject.clone(),
+                    filter_subject: self.nats.subject.clone(),
                     ..Default::default()
                 },
             )
@@ -118,7 +130,7 @@ impl Consumer {
                 },
             }
         };
-        tracing::info!(consumer = %self.config.consumer, stream = %self.config.stream, "consuming");
+        tracing::info!(consumer = %self.config.name, stream = %self.nats.stream, "consuming");
 
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let mut workers = JoinSet::new();

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use notification_service::{
-    Application, Config, repair,
+    Config, build, repair,
     startup::connect_database,
     store::{NotificationStore, WriteGuard},
 };
@@ -46,8 +46,8 @@ async fn main() -> ExitCode {
 
 async fn serve() -> Result<()> {
     let config = Config::from_env()?;
-    let app = Application::build(config).await?;
-    app.run_until(service_kit::shutdown::signal()).await
+    let service = build(config).await?;
+    service.run_until(service_kit::shutdown::signal()).await
 }
 
 async fn tool(command: &str) -> Result<ExitCode> {

@@ -1,12 +1,17 @@
 //! JSON error bodies and a JSON body extractor whose rejections are JSON too.
 
+use std::time::Duration;
+
 use axum::{
-    Json,
-    extract::{FromRequest, Request, rejection::JsonRejection},
+    Json, Router,
+    extract::{DefaultBodyLimit, FromRequest, Request, rejection::JsonRejection},
     http::StatusCode,
+    middleware,
     response::{IntoResponse, Response},
+    routing::get,
 };
 use serde::{Serialize, de::DeserializeOwned};
+use tower_http::trace::TraceLayer;
 
 /// The body of every error response: `{"error": "..."}`.
 #[derive(Debug, Serialize)]
@@ -39,11 +44,40 @@ pub async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "no such route")
 }
 
+/// Completes a service's API: `routes` plus `GET /metrics`, `GET /openapi.json`
+/// (serving `openapi`) and a JSON 404 for anything else; around them, a body
+/// limit of `max_body_bytes` (axum's default when `None`), a 503 after
+/// `timeout`, the HTTP metrics and request tracing.
+pub fn api<S>(
+    routes: Router<S>,
+    openapi: &'static str,
+    timeout: Duration,
+    max_body_bytes: Option<usize>,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut router = routes
+        .route("/metrics", get(crate::metrics::render))
+        .route(
+            "/openapi.json",
+            get(move || async move { json_document(openapi) }),
+        )
+        .fallback(not_found);
+    if let Some(max) = max_body_bytes {
+        router = router.layer(DefaultBodyLimit::max(max));
+    }
+    router
+        .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn(crate::metrics::track_http))
+        .layer(TraceLayer::new_for_http())
+}
+
 /// Answers 503 with a JSON body when the rest of the stack takes longer than
 /// `limit` (the request's work is dropped: an open transaction rolls back).
 /// Use with `axum::middleware::from_fn_with_state(limit, request_timeout)`.
 pub async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    axum::extract::State(limit): axum::extract::State<Duration>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -105,5 +139,69 @@ where
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(error_response(rejection.status(), rejection.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, routing::post};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(app: &Router, request: Request) -> (StatusCode, String) {
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn request(method: &str, uri: &str, body: Body) -> Request {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn api_adds_the_shared_routes_and_answers_unknown_ones_with_json() {
+        let app = api(
+            Router::new(),
+            r#"{"openapi":"3.1.0"}"#,
+            Duration::from_secs(1),
+            None,
+        );
+        let (status, body) = call(&app, request("GET", "/openapi.json", Body::empty())).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"{"openapi":"3.1.0"}"#)
+        );
+        let (status, _) = call(&app, request("GET", "/metrics", Body::empty())).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = call(&app, request("GET", "/nowhere", Body::empty())).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::NOT_FOUND, r#"{"error":"no such route"}"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn api_limits_bodies_and_time() {
+        let routes = Router::new()
+            .route("/echo", post(|body: String| async move { body }))
+            .route(
+                "/slow",
+                get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
+            );
+        let app = api(routes, "{}", Duration::from_millis(50), Some(4));
+        let (status, _) = call(&app, request("POST", "/echo", Body::from("four"))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(&app, request("POST", "/echo", Body::from("fives"))).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, body) = call(&app, request("GET", "/slow", Body::empty())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     }
 }

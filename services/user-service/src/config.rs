@@ -19,15 +19,13 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Result;
-use service_kit::env::Vars;
+use service_kit::{env::Vars, nats::NatsConfig};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/users_db";
-pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_BATCH_SIZE: i64 = 256;
@@ -46,18 +44,6 @@ pub struct Config {
     pub relay: RelayConfig,
 }
 
-/// Where events go.
-#[derive(Debug, Clone)]
-pub struct NatsConfig {
-    pub url: String,
-    pub subject: String,
-    pub stream: String,
-    /// How long the stream keeps events (and so how far back a replay reaches).
-    pub stream_max_age: Duration,
-    /// How long the relay waits for JetStream to acknowledge a publish.
-    pub publish_timeout: Duration,
-}
-
 /// How the outbox relay works.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -66,6 +52,8 @@ pub struct RelayConfig {
     /// `0` disables the sweep (only for tests that prove it is needed).
     pub sweep_interval: Duration,
     pub batch_size: i64,
+    /// How long the relay waits for JetStream to acknowledge a publish.
+    pub publish_timeout: Duration,
     /// How long published rows stay in the outbox before they are deleted.
     pub retention: Duration,
 }
@@ -86,18 +74,11 @@ impl Config {
             max_connections: vars.parse("DATABASE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
             acquire_timeout: vars.millis("DATABASE_ACQUIRE_TIMEOUT_MS", DEFAULT_ACQUIRE_TIMEOUT)?,
             request_timeout: vars.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
-            nats: NatsConfig {
-                url: vars.string("NATS_URL", DEFAULT_NATS_URL),
-                subject: vars.string("NATS_SUBJECT", events::SUBJECT),
-                stream: vars.string("NATS_STREAM", events::STREAM),
-                stream_max_age: Duration::from_secs(
-                    vars.parse("NATS_STREAM_MAX_AGE_SECS", DEFAULT_STREAM_MAX_AGE.as_secs())?,
-                ),
-                publish_timeout: vars.millis("NATS_PUBLISH_TIMEOUT_MS", DEFAULT_PUBLISH_TIMEOUT)?,
-            },
+            nats: NatsConfig::from_vars(vars, events::SUBJECT, events::STREAM)?,
             relay: RelayConfig {
                 sweep_interval: vars.millis("OUTBOX_SWEEP_INTERVAL_MS", DEFAULT_SWEEP_INTERVAL)?,
                 batch_size: vars.parse("OUTBOX_BATCH_SIZE", DEFAULT_BATCH_SIZE)?.max(1),
+                publish_timeout: vars.millis("NATS_PUBLISH_TIMEOUT_MS", DEFAULT_PUBLISH_TIMEOUT)?,
                 retention: Duration::from_secs(
                     vars.parse("OUTBOX_RETENTION_SECS", DEFAULT_OUTBOX_RETENTION.as_secs())?,
                 ),

@@ -12,4 +12,4 @@ pub mod startup;
 pub mod store;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::build;

@@ -17,13 +17,11 @@ use std::{
 use anyhow::{Context as _, Result};
 use async_nats::jetstream::{self, message::PublishMessage};
 use events::EventType;
+use service_kit::nats::NatsConfig;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::{
-    config::{NatsConfig, RelayConfig},
-    outbox,
-};
+use crate::{config::RelayConfig, outbox};
 
 /// How often the backlog gauges and the pruning of old rows run at most.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -146,7 +144,7 @@ impl Relay {
                 &self.nats.subject,
                 self.nats.stream_max_age,
             );
-            match tokio::time::timeout(self.nats.publish_timeout, ensure).await {
+            match tokio::time::timeout(self.config.publish_timeout, ensure).await {
                 Ok(Ok(_)) => self.stream_ready = true,
                 Ok(Err(e)) => {
                     return (

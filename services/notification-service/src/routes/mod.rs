@@ -3,8 +3,7 @@
 mod health;
 mod notifications;
 
-use axum::{Router, middleware, routing::get};
-use tower_http::trace::TraceLayer;
+use axum::Router;
 
 use crate::store::NotificationStore;
 
@@ -21,20 +20,9 @@ pub struct AppState {
 
 /// The whole API; a request taking longer than `request_timeout` gets 503.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(notifications::router())
-        .merge(health::router())
-        .route("/metrics", get(service_kit::metrics::render))
-        .route(
-            "/openapi.json",
-            get(|| async { service_kit::http::json_document(OPENAPI) }),
-        )
-        .fallback(service_kit::http::not_found)
-        .layer(middleware::from_fn_with_state(
-            request_timeout,
-            service_kit::http::request_timeout,
-        ))
-        .layer(middleware::from_fn(service_kit::metrics::track_http))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .merge(health::router());
+    // No body limit of its own: no route reads a body.
+    service_kit::http::api(routes, OPENAPI, request_timeout, None).with_state(state)
 }

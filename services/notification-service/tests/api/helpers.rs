@@ -3,11 +3,10 @@ use std::time::Duration;
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use events::{EventType, UserEvent, UserPayload};
-use notification_service::{Application, Config, store::NotificationStore};
+use notification_service::{Config, store::NotificationStore};
 use reqwest::StatusCode;
 use serde_json::Value;
-use testkit::{Names, shared, wait::eventually};
-use tokio::{sync::oneshot, task::JoinHandle};
+use testkit::{Names, Running, shared, wait::eventually};
 
 /// A running notification-service on a random port, with its own database,
 /// stream and consumer.
@@ -15,8 +14,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub config: Config,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    running: Running,
 }
 
 pub fn test_config(mongodb_uri: Option<String>, nats_url: Option<String>) -> Config {
@@ -29,8 +27,8 @@ pub fn test_config(mongodb_uri: Option<String>, nats_url: Option<String>) -> Con
     config.nats.url = nats_url.unwrap_or_else(shared::nats_url);
     config.nats.subject = names.subject();
     config.nats.stream = names.stream();
-    config.nats.consumer = names.consumer();
-    config.nats.workers = 4;
+    config.consumer.name = names.consumer();
+    config.consumer.workers = 4;
     config
 }
 
@@ -41,31 +39,21 @@ impl TestApp {
 
     pub async fn spawn_with(config: Config) -> Self {
         testkit::init_tracing();
-        let app = Application::build(config.clone())
+        let service = notification_service::build(config.clone())
             .await
             .expect("notification-service builds");
-        let base = format!("http://{}", app.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
+        let running = Running::start(service);
         Self {
-            base,
+            base: running.base.clone(),
             http: reqwest::Client::new(),
             config,
-            stop: Some(stop),
-            task: Some(task),
+            running,
         }
     }
 
     /// Stops the service gracefully and waits for it to exit.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("no panic").expect("clean exit");
-        }
+        self.running.stop().await;
     }
 
     /// This app's `/metrics`.
@@ -111,7 +99,7 @@ impl TestApp {
             nats_url: self.config.nats.url.clone(),
             subject: self.config.nats.subject.clone(),
             stream: self.config.nats.stream.clone(),
-            consumer: self.config.nats.consumer.clone(),
+            consumer: self.config.consumer.name.clone(),
         }
     }
 
@@ -122,14 +110,6 @@ impl TestApp {
         NotificationStore::open(client.database(&self.config.database))
             .await
             .expect("store")
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 

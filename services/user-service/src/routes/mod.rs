@@ -5,10 +5,9 @@ mod users;
 
 use std::sync::Arc;
 
-use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
+use axum::Router;
 use sqlx::PgPool;
 use tokio::sync::Notify;
-use tower_http::trace::TraceLayer;
 
 use crate::store::UserStore;
 
@@ -36,21 +35,6 @@ impl AppState {
 
 /// The whole API; a request taking longer than `request_timeout` gets 503.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
-    Router::new()
-        .merge(users::router())
-        .merge(health::router())
-        .route("/metrics", get(service_kit::metrics::render))
-        .route(
-            "/openapi.json",
-            get(|| async { service_kit::http::json_document(OPENAPI) }),
-        )
-        .fallback(service_kit::http::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(
-            request_timeout,
-            service_kit::http::request_timeout,
-        ))
-        .layer(middleware::from_fn(service_kit::metrics::track_http))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    let routes = Router::new().merge(users::router()).merge(health::router());
+    service_kit::http::api(routes, OPENAPI, request_timeout, Some(MAX_BODY_BYTES)).with_state(state)
 }

@@ -4,9 +4,8 @@ use async_nats::jetstream;
 use events::UserEvent;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
-use testkit::{Names, shared, wait::eventually};
-use tokio::{sync::oneshot, task::JoinHandle};
-use user_service::{Application, Config};
+use testkit::{Names, Running, shared, wait::eventually};
+use user_service::Config;
 
 /// A running user-service on a random port, with its own database and stream.
 pub struct TestApp {
@@ -14,8 +13,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
     pub config: Config,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    running: Running,
 }
 
 /// A config with fresh names on the shared servers (or the NATS given).
@@ -32,7 +30,7 @@ pub async fn test_config(nats_url: Option<String>) -> Config {
     config.nats.subject = names.subject();
     config.nats.stream = names.stream();
     config.relay.sweep_interval = Duration::from_millis(200);
-    config.nats.publish_timeout = Duration::from_millis(300);
+    config.relay.publish_timeout = Duration::from_millis(300);
     config
 }
 
@@ -43,35 +41,25 @@ impl TestApp {
 
     pub async fn spawn_with(config: Config) -> Self {
         testkit::init_tracing();
-        let app = Application::build(config.clone())
+        let service = user_service::build(config.clone())
             .await
             .expect("user-service builds");
-        let base = format!("http://{}", app.local_addr().expect("addr"));
         let pool = sqlx::PgPool::connect(&config.database_url)
             .await
             .expect("test pool");
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
+        let running = Running::start(service);
         Self {
-            base,
+            base: running.base.clone(),
             http: reqwest::Client::new(),
             pool,
             config,
-            stop: Some(stop),
-            task: Some(task),
+            running,
         }
     }
 
     /// Stops the service gracefully and waits for it to exit.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("no panic").expect("clean exit");
-        }
+        self.running.stop().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -157,14 +145,6 @@ impl TestApp {
             },
         )
         .await
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 

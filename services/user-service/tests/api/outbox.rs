@@ -81,7 +81,7 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
     app.metrics()
         .wait_above("outbox_publish_errors_total", errors_before)
         .await;
-    tokio::time::sleep(app.config.nats.publish_timeout * 10).await;
+    tokio::time::sleep(app.config.relay.publish_timeout * 10).await;
 
     nats.restart().expect("nats-server restarts");
     let events = app.wait_for_events(12).await;
