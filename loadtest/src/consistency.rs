@@ -1,10 +1,9 @@
 //! Source against copy, using only the original contract's fields.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use events::drift::Fields;
+use serde::Deserialize;
 
 /// A user as `GET /users` returns it.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,47 +23,37 @@ pub struct CopiedUser {
     pub updated_at: DateTime<Utc>,
 }
 
-/// How the copy differs from the source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Consistency {
-    /// Users in the source.
-    pub checked: usize,
-    /// In the source, not in the copy.
-    pub missing: usize,
-    /// In both, with another name, email or updated_at.
-    pub stale: usize,
-    /// In the copy, not in the source.
-    pub extra: usize,
+/// How the copy differs from the source: the project's one definition,
+/// [`events::Drift`] (`in_sync` when nothing is missing, stale or extra).
+pub type Consistency = events::Drift;
+
+impl SourceUser {
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            user_id: self.id,
+            name: &self.name,
+            email: &self.email,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
-impl Consistency {
-    pub fn is_consistent(&self) -> bool {
-        self.missing == 0 && self.stale == 0 && self.extra == 0
+impl CopiedUser {
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            user_id: self.user_id,
+            name: &self.name,
+            email: &self.email,
+            updated_at: self.updated_at,
+        }
     }
 }
 
 pub fn compare(source: &[SourceUser], copy: &[CopiedUser]) -> Consistency {
-    let copies: BTreeMap<i64, &CopiedUser> = copy.iter().map(|c| (c.user_id, c)).collect();
-    let mut result = Consistency {
-        checked: source.len(),
-        ..Consistency::default()
-    };
-    for user in source {
-        match copies.get(&user.id) {
-            None => result.missing += 1,
-            Some(c)
-                if c.name != user.name
-                    || c.email != user.email
-                    || c.updated_at != user.updated_at =>
-            {
-                result.stale += 1;
-            }
-            Some(_) => {}
-        }
-    }
-    let ids: std::collections::BTreeSet<i64> = source.iter().map(|u| u.id).collect();
-    result.extra = copy.iter().filter(|c| !ids.contains(&c.user_id)).count();
-    result
+    Consistency::between(
+        source.iter().map(SourceUser::fields),
+        copy.iter().map(CopiedUser::fields),
+    )
 }
 
 /// Reads both sides over HTTP and compares them.
@@ -139,7 +128,7 @@ mod tests {
                 extra: 0
             }
         );
-        assert!(result.is_consistent());
+        assert!(result.in_sync());
     }
 
     #[test]
@@ -166,6 +155,6 @@ mod tests {
                 extra: 1
             }
         );
-        assert!(!result.is_consistent());
+        assert!(!result.in_sync());
     }
 }

@@ -151,7 +151,7 @@ async fn run() -> Result<bool> {
     let http = reqwest::Client::new();
     let consistency = settle(&http, &users_host, &settings).await?;
     let converged_after_s = consistency
-        .is_consistent()
+        .in_sync()
         .then(|| load_ended.elapsed().as_secs_f64());
 
     let writes = tracker.writes.load(Ordering::Relaxed);
@@ -227,7 +227,7 @@ async fn run() -> Result<bool> {
         plot_path.display(),
         report_file.display()
     );
-    Ok(consistency.is_consistent())
+    Ok(consistency.in_sync())
 }
 
 /// goose's `--host`, as given on the command line (or its default).
@@ -265,7 +265,7 @@ async fn settle(
     loop {
         let started = Instant::now();
         let result = consistency::check(http, users_host, &settings.notifications_host).await?;
-        if result.is_consistent() || Instant::now() >= deadline {
+        if result.in_sync() || Instant::now() >= deadline {
             return Ok(result);
         }
         eprintln!(

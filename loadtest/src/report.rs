@@ -90,7 +90,7 @@ impl Summary {
                 let _ = writeln!(out, "raw SQL baseline  skipped");
             }
         }
-        let verdict = if c.is_consistent() {
+        let verdict = if c.in_sync() {
             "CONSISTENT"
         } else {
             "INCONSISTENT"

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod drift;
 mod stream;
+pub use drift::Drift;
 pub use stream::{DUPLICATE_WINDOW, ensure_stream};
 
 /// Subject every user change is published on.

@@ -8,12 +8,12 @@
 //! the service runs. On FerretDB, whose updates are not atomic, they refuse
 //! to run beside the service ([`ensure_alone`]).
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use chrono::{DateTime, Utc};
-use events::{EventType, UserEvent, UserPayload};
+use events::{EventType, UserEvent, UserPayload, drift::Fields};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
@@ -31,21 +31,28 @@ struct SourceUser {
     version: Option<i64>,
 }
 
-/// How the copy differs from the source, by users.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Drift {
-    pub checked: usize,
-    /// In the source, not in the copy.
-    pub missing: usize,
-    /// In both, with another name, email or `updated_at`.
-    pub stale: usize,
-    /// In the copy, not in the source.
-    pub extra: usize,
+pub use events::Drift;
+
+impl SourceUser {
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            user_id: i64::from(self.id),
+            name: &self.name,
+            email: &self.email,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
-impl Drift {
-    pub fn total(&self) -> usize {
-        self.missing + self.stale + self.extra
+impl Notification {
+    /// This copy on the contract's fields.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            user_id: self.user_id,
+            name: &self.name,
+            email: &self.email,
+            updated_at: self.updated_at,
+        }
     }
 }
 
@@ -115,32 +122,12 @@ pub async fn drift(
     users_url: &str,
     store: &NotificationStore,
 ) -> Result<Drift> {
-    let copies: HashMap<i64, Notification> = store
-        .list()
-        .await
-        .context("reading the copy")?
-        .into_iter()
-        .map(|n| (n.user_id, n))
-        .collect();
+    let copies = store.list().await.context("reading the copy")?;
     let source = source_users(http, users_url, false).await?;
-    let mut drift = Drift {
-        checked: source.len(),
-        ..Drift::default()
-    };
-    let mut seen = 0;
-    for user in &source {
-        match copies.get(&i64::from(user.id)) {
-            None => drift.missing += 1,
-            Some(copy) => {
-                seen += 1;
-                if !same(copy, user) {
-                    drift.stale += 1;
-                }
-            }
-        }
-    }
-    drift.extra = copies.len() - seen;
-    Ok(drift)
+    Ok(Drift::between(
+        source.iter().map(SourceUser::fields),
+        copies.iter().map(Notification::fields),
+    ))
 }
 
 /// Refuses a replay or resync beside a running notification-service when the
@@ -371,17 +358,16 @@ impl Sweep {
             self.after_id, self.page
         );
         let page = get_users(http, &url).await?;
-        let mut checked = Drift {
-            checked: page.len(),
-            ..Drift::default()
-        };
+        let mut copies = Vec::with_capacity(page.len());
         for user in &page {
-            match store.get(user.id).await.context("reading the copy")? {
-                None => checked.missing += 1,
-                Some(copy) if !same(&copy, user) => checked.stale += 1,
-                Some(_) => {}
+            if let Some(copy) = store.get(user.id).await.context("reading the copy")? {
+                copies.push(copy);
             }
         }
+        let checked = Drift::between(
+            page.iter().map(SourceUser::fields),
+            copies.iter().map(Notification::fields),
+        );
         self.drift.checked += checked.checked;
         self.drift.missing += checked.missing;
         self.drift.stale += checked.stale;
@@ -398,10 +384,6 @@ impl Sweep {
         self.after_id = 0;
         Ok(Some(drift))
     }
-}
-
-fn same(copy: &Notification, user: &SourceUser) -> bool {
-    copy.name == user.name && copy.email == user.email && copy.updated_at == user.updated_at
 }
 
 /// Describes the drift gauge and exports it at zero.
