@@ -11,20 +11,27 @@
 //! document so that a late, older event cannot bring it back), `event_id`
 //! and `synced_at`.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use events::{EventType, UserEvent};
 use futures::TryStreamExt;
 use mongodb::{
-    Collection, Database, IndexModel,
+    Collection, Database,
     bson::{self, Bson, Document, doc},
-    error::{ErrorKind, WriteFailure},
-    options::IndexOptions,
+    error::ErrorKind,
 };
 use serde::Serialize;
 
 use crate::config::{COLLECTION, DEAD_LETTER_COLLECTION};
 
-const DUPLICATE_KEY: i32 = 11000;
+mod dead_letters;
+mod document;
+mod guard;
+mod legacy;
+
+pub use dead_letters::DeadLetter;
+use document::{DUPLICATE_KEY, as_user_id, is_duplicate_key, same_state};
+pub use document::{from_document, key, to_document};
+pub use guard::WriteGuard;
 
 /// A user's copy as the API returns it (the original demo's shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,54 +88,6 @@ pub struct CopyVersion {
     pub synced_at: i64,
 }
 
-/// A message that could not be processed, kept for an operator.
-#[derive(Debug, Clone)]
-pub struct DeadLetter<'a> {
-    pub subject: &'a str,
-    pub stream_sequence: u64,
-    pub payload: &'a [u8],
-    pub reason: String,
-}
-
-/// How a write over a copy whose version is known (just read by
-/// [`NotificationStore::apply`], or remembered by the consumer) makes sure it
-/// replaces only that version. A write without a known version is guarded by
-/// `{version: {$lt: <the event's>}}` under both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteGuard {
-    /// The filter carries the version just read: a compare-and-set, atomic on
-    /// MongoDB, so several notification-service instances may write at once.
-    CompareAndSet,
-    /// The filter is the `_id` alone, which FerretDB pushes down to SQLite
-    /// (for any other filter it decodes the whole collection in Go; and its
-    /// updates are not atomic anyway). Correct because the consumer applies one user's
-    /// events one at a time; so one instance only.
-    SingleWriter,
-}
-
-impl WriteGuard {
-    /// `SingleWriter` on FerretDB (its `buildInfo` has a `ferretdbVersion`),
-    /// `CompareAndSet` on MongoDB.
-    ///
-    /// # Errors
-    /// When the server does not answer `buildInfo`.
-    pub async fn detect(db: &Database) -> mongodb::error::Result<Self> {
-        let info = db.run_command(doc! {"buildInfo": 1}).await?;
-        Ok(if info.contains_key("ferretdbVersion") {
-            WriteGuard::SingleWriter
-        } else {
-            WriteGuard::CompareAndSet
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WriteGuard::CompareAndSet => "compare-and-set",
-            WriteGuard::SingleWriter => "single-writer",
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct NotificationStore {
     db: Database,
@@ -164,61 +123,6 @@ impl NotificationStore {
         &self.db
     }
 
-    /// Creates the unique index on `user_id`, and adopts documents keyed
-    /// otherwise: the original demo's (an ObjectId `_id`, no version, which
-    /// get version 0 so that any event outranks them) and those of earlier
-    /// versions of this service (a numeric `_id`). Idempotent; a document is
-    /// removed before its re-keyed copy is written, so a crash in between
-    /// loses only a copy, which the stream or `resync` restores.
-    ///
-    /// # Errors
-    /// When MongoDB fails.
-    pub async fn prepare(&self) -> mongodb::error::Result<()> {
-        // One pass finds every document to adopt. FerretDB cannot push these
-        // filters down, so each pass decodes the whole collection in Go
-        // (measured: four passes took 13 s of start-up at 34,000 copies).
-        let misfiled: Vec<Document> = self
-            .copies
-            .find(doc! {"$or": [
-                {"_id": {"$not": {"$type": "string"}}},
-                {"version": {"$exists": false}},
-            ]})
-            .await?
-            .try_collect()
-            .await?;
-        for mut document in misfiled {
-            if let Some(id @ Bson::String(_)) = document.get("_id").cloned() {
-                self.copies
-                    .update_one(doc! {"_id": id}, doc! {"$set": {"version": 0_i64}})
-                    .await?;
-                continue;
-            }
-            let Some(user_id) = document.get("user_id").and_then(as_user_id) else {
-                continue;
-            };
-            let old_id = document.insert("_id", key(user_id));
-            if !document.contains_key("version") {
-                document.insert("version", 0_i64);
-            }
-            self.copies.delete_one(doc! {"_id": old_id}).await?;
-            match self.copies.insert_one(document).await {
-                Err(e) if !is_duplicate_key(&e) => return Err(e),
-                _ => {}
-            }
-        }
-        let index = IndexModel::builder()
-            .keys(doc! {"user_id": 1})
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name("user_id_unique".to_owned())
-                    .build(),
-            )
-            .build();
-        self.copies.create_index(index).await?;
-        Ok(())
-    }
-
     /// Answers when MongoDB does.
     ///
     /// # Errors
@@ -227,8 +131,6 @@ impl NotificationStore {
         self.db.run_command(doc! {"ping": 1}).await.map(|_| ())
     }
 
-    /// Applies `event` if it is newer than the copy.
-    ///
     /// Applies `event` if it is newer than the copy (see [`Self::apply_as`]).
     ///
     /// # Errors
@@ -490,181 +392,5 @@ impl NotificationStore {
             .filter(|d| !d.get_bool("deleted").unwrap_or(false))
             .as_ref()
             .and_then(from_document))
-    }
-
-    /// Keeps a message that cannot be applied, with the reason.
-    ///
-    /// # Errors
-    /// When MongoDB fails.
-    pub async fn dead_letter(&self, letter: &DeadLetter<'_>) -> mongodb::error::Result<()> {
-        self.dead_letters
-            .insert_one(doc! {
-                "subject": letter.subject,
-                "stream_sequence": i64::try_from(letter.stream_sequence).unwrap_or(i64::MAX),
-                "payload": String::from_utf8_lossy(letter.payload).into_owned(),
-                "reason": &letter.reason,
-                "dead_lettered_at": bson::DateTime::now(),
-            })
-            .await
-            .map(|_| ())
-    }
-
-    /// The dead letters, oldest first, as stored.
-    ///
-    /// # Errors
-    /// When MongoDB fails.
-    pub async fn dead_letters(&self) -> mongodb::error::Result<Vec<Document>> {
-        self.dead_letters
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await?
-            .try_collect()
-            .await
-    }
-}
-
-/// The stored form of an event's state. `updated_at` is kept as the exact
-/// RFC 3339 text (microseconds), which a BSON date would round to milliseconds.
-pub fn to_document(event: &UserEvent) -> Document {
-    let p = &event.payload;
-    doc! {
-        "_id": key(p.id),
-        "user_id": p.id,
-        "name": &p.name,
-        "email": &p.email,
-        "updated_at": p.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "version": event.version,
-        "deleted": event.kind == EventType::UserDeleted,
-        "event_id": event.event_id.to_string(),
-        "synced_at": bson::DateTime::now(),
-    }
-}
-
-/// Reads a stored copy; also accepts the original demo's documents, whose
-/// `updated_at` is a BSON date and `user_id` may be a 64-bit integer.
-pub fn from_document(document: &Document) -> Option<Notification> {
-    let user_id = i64::from(as_user_id(document.get("user_id")?)?);
-    let updated_at = match document.get("updated_at")? {
-        Bson::String(s) => DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc),
-        Bson::DateTime(d) => DateTime::from_timestamp_millis(d.timestamp_millis())?,
-        _ => return None,
-    };
-    Some(Notification {
-        user_id,
-        name: document.get_str("name").ok()?.to_owned(),
-        email: document.get_str("email").ok()?.to_owned(),
-        updated_at,
-    })
-}
-
-/// Whether `current` holds the state `wanted` describes (contract fields and
-/// the deletion mark).
-fn same_state(current: &Document, wanted: &Document) -> bool {
-    ["name", "email", "updated_at", "deleted"]
-        .iter()
-        .all(|field| current.get(field) == wanted.get(field))
-}
-
-/// A copy's `_id`: the user id, as a string (see the module's notes).
-pub fn key(user_id: i32) -> String {
-    user_id.to_string()
-}
-
-/// A user id stored as a 32- or 64-bit integer (the original demo used 64).
-fn as_user_id(value: &Bson) -> Option<i32> {
-    match value {
-        Bson::Int32(v) => Some(*v),
-        Bson::Int64(v) => i32::try_from(*v).ok(),
-        _ => None,
-    }
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    match error.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
-        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use events::UserPayload;
-
-    fn event(kind: EventType) -> UserEvent {
-        let at = DateTime::parse_from_rfc3339("2025-05-25T10:01:00.123456Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        UserEvent::new(
-            kind,
-            UserPayload {
-                id: 1,
-                name: "John Doe Updated".into(),
-                email: "john.updated@example.com".into(),
-                updated_at: at,
-            },
-            4,
-            at,
-        )
-    }
-
-    #[test]
-    fn a_document_reads_back_as_the_events_state() {
-        let e = event(EventType::UserUpdated);
-        let document = to_document(&e);
-        assert_eq!(document.get_str("_id").unwrap(), "1");
-        assert_eq!(document.get_i32("user_id").unwrap(), 1);
-        assert_eq!(document.get_i64("version").unwrap(), 4);
-        assert!(!document.get_bool("deleted").unwrap());
-        assert_eq!(
-            document.get_str("updated_at").unwrap(),
-            "2025-05-25T10:01:00.123456Z"
-        );
-        assert_eq!(
-            from_document(&document).unwrap(),
-            Notification {
-                user_id: 1,
-                name: e.payload.name,
-                email: e.payload.email,
-                updated_at: e.payload.updated_at,
-            }
-        );
-    }
-
-    #[test]
-    fn a_delete_is_stored_as_a_tombstone() {
-        assert!(
-            to_document(&event(EventType::UserDeleted))
-                .get_bool("deleted")
-                .unwrap()
-        );
-    }
-
-    #[test]
-    fn the_original_demos_documents_are_read() {
-        let document = doc! {
-            "user_id": 7_i64,
-            "name": "John Doe",
-            "email": "john@example.com",
-            "updated_at": bson::DateTime::from_millis(1_748_167_200_000),
-        };
-        let copy = from_document(&document).unwrap();
-        assert_eq!(copy.user_id, 7);
-        assert_eq!(copy.updated_at.to_rfc3339(), "2025-05-25T10:00:00+00:00");
-    }
-
-    #[test]
-    fn serializes_to_the_demo_shape() {
-        let copy = from_document(&to_document(&event(EventType::UserCreated))).unwrap();
-        assert_eq!(
-            serde_json::to_value(copy).unwrap(),
-            serde_json::json!({
-                "user_id": 1,
-                "name": "John Doe Updated",
-                "email": "john.updated@example.com",
-                "updated_at": "2025-05-25T10:01:00.123456Z"
-            })
-        );
     }
 }
