@@ -4,7 +4,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use service_kit::http::error_response;
+use service_kit::http::api_error_response;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -31,10 +31,6 @@ impl From<mongodb::error::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = ?self, "request failed");
-        }
-        error_response(status, self.to_string())
+        api_error_response(self.status_code(), &self)
     }
 }

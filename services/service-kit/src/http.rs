@@ -30,6 +30,16 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
         .into_response()
 }
 
+/// The response for an API error: `status` and `{"error": <its message>}`.
+/// A server error (5xx) is also logged with its detail, which the client does
+/// not get (each service's messages for those say nothing internal).
+pub fn api_error_response<E: std::error::Error>(status: StatusCode, error: &E) -> Response {
+    if status.is_server_error() {
+        tracing::error!(error = ?error, "request failed");
+    }
+    error_response(status, error.to_string())
+}
+
 /// A JSON document compiled into the binary (an OpenAPI description).
 pub fn json_document(document: &'static str) -> Response {
     (
@@ -186,6 +196,17 @@ mod tests {
             (status, body.as_str()),
             (StatusCode::NOT_FOUND, r#"{"error":"no such route"}"#)
         );
+    }
+
+    #[tokio::test]
+    async fn an_api_error_is_its_status_and_message_in_json() {
+        let not_found = std::io::Error::other("user 7 not found");
+        let response = api_error_response(StatusCode::NOT_FOUND, &not_found);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], br#"{"error":"user 7 not found"}"#);
     }
 
     #[tokio::test]
