@@ -20,7 +20,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use service_kit::env::Vars;
 
 use crate::propagation::Budget;
 
@@ -42,52 +43,103 @@ pub struct Settings {
     pub write_log: Option<PathBuf>,
 }
 
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-fn number(name: &str, default: u64) -> Result<u64> {
-    let value = var(name, &default.to_string());
-    value
-        .trim()
-        .parse()
-        .with_context(|| format!("{name}={value:?} is not a whole number"))
-}
-
 impl Settings {
     /// # Errors
-    /// When a variable is set to something that is not a whole number.
+    /// When a variable is set to something that does not parse.
     pub fn from_env() -> Result<Self> {
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// The settings `vars` give (the variables above; unset or blank ones take
+    /// their default).
+    ///
+    /// # Errors
+    /// When a variable is set to something that does not parse.
+    pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let secs = |name, default| vars.parse(name, default).map(Duration::from_secs);
+        let write_log = vars.string("LOADTEST_WRITE_LOG", "");
         Ok(Self {
-            rate: number("LOADTEST_RATE", 50)?,
-            notifications_host: var("LOADTEST_NOTIFICATIONS_HOST", "http://localhost:8081")
+            rate: vars.parse("LOADTEST_RATE", 50)?,
+            notifications_host: vars
+                .string("LOADTEST_NOTIFICATIONS_HOST", "http://localhost:8081")
                 .trim_end_matches('/')
                 .to_owned(),
-            create_weight: usize::try_from(number("LOADTEST_CREATE_WEIGHT", 1)?)?,
-            update_weight: usize::try_from(number("LOADTEST_UPDATE_WEIGHT", 3)?)?,
-            read_weight: usize::try_from(number("LOADTEST_READ_WEIGHT", 0)?)?,
-            poll_interval: Duration::from_millis(number("LOADTEST_POLL_MS", 5)?.max(1)),
+            create_weight: vars.parse("LOADTEST_CREATE_WEIGHT", 1)?,
+            update_weight: vars.parse("LOADTEST_UPDATE_WEIGHT", 3)?,
+            read_weight: vars.parse("LOADTEST_READ_WEIGHT", 0)?,
+            poll_interval: vars
+                .millis("LOADTEST_POLL_MS", Duration::from_millis(5))?
+                .max(Duration::from_millis(1)),
             watch: Budget {
-                writes_per_s: u32::try_from(number("LOADTEST_WATCH_RATE", 50)?.max(1))?,
-                reads_per_s: u32::try_from(number("LOADTEST_POLL_RATE", 200)?.max(1))?,
+                writes_per_s: vars.parse::<u32>("LOADTEST_WATCH_RATE", 50)?.max(1),
+                reads_per_s: vars.parse::<u32>("LOADTEST_POLL_RATE", 200)?.max(1),
             },
-            propagation_timeout: Duration::from_secs(number(
-                "LOADTEST_PROPAGATION_TIMEOUT_SECS",
-                30,
-            )?),
-            settle_timeout: Duration::from_secs(number("LOADTEST_SETTLE_SECS", 60)?),
-            database_url: var(
+            propagation_timeout: secs("LOADTEST_PROPAGATION_TIMEOUT_SECS", 30)?,
+            settle_timeout: secs("LOADTEST_SETTLE_SECS", 60)?,
+            database_url: vars.string(
                 "LOADTEST_DATABASE_URL",
                 "postgres://postgres@localhost:5432/users_db",
             ),
-            baseline: Duration::from_secs(number("LOADTEST_BASELINE_SECS", 10)?),
-            out_dir: PathBuf::from(var("LOADTEST_OUT_DIR", "target/loadtest")),
-            write_log: std::env::var_os("LOADTEST_WRITE_LOG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            baseline: secs("LOADTEST_BASELINE_SECS", 10)?,
+            out_dir: PathBuf::from(vars.string("LOADTEST_OUT_DIR", "target/loadtest")),
+            write_log: (!write_log.is_empty()).then(|| PathBuf::from(write_log)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_variables_take_the_documented_defaults() {
+        let settings = Settings::from_vars(&Vars::from_pairs([])).expect("defaults");
+        assert_eq!(settings.rate, 50);
+        assert_eq!(settings.notifications_host, "http://localhost:8081");
+        assert_eq!(
+            (
+                settings.create_weight,
+                settings.update_weight,
+                settings.read_weight
+            ),
+            (1, 3, 0)
+        );
+        assert_eq!(settings.poll_interval, Duration::from_millis(5));
+        assert_eq!(
+            (settings.watch.writes_per_s, settings.watch.reads_per_s),
+            (50, 200)
+        );
+        assert_eq!(settings.propagation_timeout, Duration::from_secs(30));
+        assert_eq!(settings.settle_timeout, Duration::from_secs(60));
+        assert_eq!(settings.baseline, Duration::from_secs(10));
+        assert_eq!(settings.out_dir, PathBuf::from("target/loadtest"));
+        assert_eq!(settings.write_log, None);
+    }
+
+    #[test]
+    fn set_variables_override_and_bad_ones_are_named() {
+        let vars = Vars::from_pairs([
+            ("LOADTEST_RATE", "0"),
+            ("LOADTEST_NOTIFICATIONS_HOST", "http://copy:9/"),
+            ("LOADTEST_POLL_MS", "0"),
+            ("LOADTEST_WATCH_RATE", "0"),
+            ("LOADTEST_WRITE_LOG", "writes.jsonl"),
+        ]);
+        let settings = Settings::from_vars(&vars).expect("settings");
+        assert_eq!(settings.rate, 0);
+        assert_eq!(settings.notifications_host, "http://copy:9");
+        assert_eq!(
+            settings.poll_interval,
+            Duration::from_millis(1),
+            "at least 1 ms"
+        );
+        assert_eq!(settings.watch.writes_per_s, 1, "at least 1");
+        assert_eq!(settings.write_log, Some(PathBuf::from("writes.jsonl")));
+        let error = Settings::from_vars(&Vars::from_pairs([("LOADTEST_SETTLE_SECS", "soon")]))
+            .expect_err("not a number");
+        assert!(
+            format!("{error:#}").contains("LOADTEST_SETTLE_SECS"),
+            "{error:#}"
+        );
     }
 }
