@@ -69,18 +69,6 @@ impl Fields<'_> {
     }
 }
 
-impl crate::UserPayload {
-    /// This state on the contract's fields.
-    pub fn fields(&self) -> Fields<'_> {
-        Fields {
-            user_id: i64::from(self.id),
-            name: &self.name,
-            email: &self.email,
-            updated_at: self.updated_at,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,7 +71,7 @@ async fn tool(command: &str) -> Result<ExitCode> {
         "drift" => {
             let drift = repair::drift(&http, &config.user_service_url, &store).await?;
             println!("{}", serde_json::to_string(&drift)?);
-            return Ok(if drift.total() == 0 {
+            return Ok(if drift.in_sync() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
