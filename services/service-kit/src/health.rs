@@ -1,41 +1,46 @@
 //! `/healthz` (the process is alive) and `/readyz` (its dependencies answer);
-//! each service says what "its dependencies answer" means.
+//! each service says what "its dependencies answer" means, with its own
+//! `#[utoipa::path]`-documented `readyz`.
 
-use axum::{Json, Router, handler::Handler, http::StatusCode, routing::get};
-use serde_json::{Map, Value, json};
+use axum::{Json, http::StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// `/healthz` answered by [`healthz`] and `/readyz` by the service's own `readyz`.
-pub fn router<S, H, T>(readyz: H) -> Router<S>
+/// `/healthz`, answered by [`healthz`]; a service adds its `/readyz`.
+pub fn router<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
-    H: Handler<T, S>,
-    T: 'static,
 {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    OpenApiRouter::new().routes(routes!(healthz))
+}
+
+/// The body of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    /// Always `ok`.
+    pub status: &'static str,
 }
 
 /// `GET /healthz`: always `{"status": "ok"}`.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    summary = "The process is alive.",
+    responses((status = 200, description = "alive", body = Alive))
+)]
+pub async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "ok" })
 }
 
-/// The `/readyz` answer for named checks: 200 when all pass, else 503; the
-/// body maps each name to whether it passed.
-pub fn readiness<'a>(
-    checks: impl IntoIterator<Item = (&'a str, bool)>,
-) -> (StatusCode, Json<Value>) {
-    let body: Map<String, Value> = checks
-        .into_iter()
-        .map(|(name, ok)| (name.to_owned(), Value::Bool(ok)))
-        .collect();
-    let status = if body.values().all(|ok| ok == &Value::Bool(true)) {
+/// The `/readyz` status for a service's checks: 200 when all pass, else 503.
+pub fn readiness(checks: impl IntoIterator<Item = bool>) -> StatusCode {
+    if checks.into_iter().all(|ok| ok) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(Value::Object(body)))
+    }
 }
 
 #[cfg(test)]
@@ -44,12 +49,8 @@ mod tests {
 
     #[test]
     fn ready_only_when_every_check_passes() {
-        let (status, Json(body)) = readiness([("postgres", true), ("nats", true)]);
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, json!({"postgres": true, "nats": true}));
-
-        let (status, Json(body)) = readiness([("mongodb", true), ("nats", false)]);
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body, json!({"mongodb": true, "nats": false}));
+        assert_eq!(readiness([true, true]), StatusCode::OK);
+        assert_eq!(readiness([true, false]), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readiness([false, true]), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

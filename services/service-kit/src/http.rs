@@ -1,9 +1,9 @@
 //! JSON error bodies and a JSON body extractor whose rejections are JSON too.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{DefaultBodyLimit, FromRequest, Request, rejection::JsonRejection},
     http::StatusCode,
     middleware,
@@ -12,9 +12,12 @@ use axum::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tower_http::trace::TraceLayer;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
 /// The body of every error response: `{"error": "..."}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     pub error: String,
 }
@@ -40,47 +43,68 @@ pub fn api_error_response<E: std::error::Error>(status: StatusCode, error: &E) -
     error_response(status, error.to_string())
 }
 
-/// A JSON document compiled into the binary (an OpenAPI description).
-pub fn json_document(document: &'static str) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        document,
-    )
-        .into_response()
-}
-
 /// Fallback for unknown routes: 404 with a JSON body.
 pub async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "no such route")
 }
 
+/// The service's OpenAPI description, as served.
+#[derive(Clone)]
+struct Description(Arc<str>);
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    summary = "This description (OpenAPI 3.1, generated from the code).",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+async fn openapi_json(Extension(Description(document)): Extension<Description>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document.to_string(),
+    )
+        .into_response()
+}
+
+/// The routes [`api`] adds to every service, for its OpenAPI description.
+#[derive(OpenApi)]
+#[openapi(paths(openapi_json, crate::metrics::render))]
+struct SharedRoutes;
+
 /// Completes a service's API: `routes` plus `GET /metrics`, `GET /openapi.json`
-/// (serving `openapi`) and a JSON 404 for anything else; around them, a body
-/// limit of `max_body_bytes` (axum's default when `None`), a 503 after
-/// `timeout`, the HTTP metrics and request tracing.
+/// and a JSON 404 for anything else; around them, a body limit of
+/// `max_body_bytes` (axum's default when `None`), a 503 after `timeout`, the
+/// HTTP metrics and request tracing. The OpenAPI description is generated from
+/// `routes` (their `#[utoipa::path]`s and the types those name) and the shared
+/// routes; it is returned as well as served.
 pub fn api<S>(
-    routes: Router<S>,
-    openapi: &'static str,
+    routes: OpenApiRouter<S>,
     timeout: Duration,
     max_body_bytes: Option<usize>,
-) -> Router<S>
+) -> (Router<S>, utoipa::openapi::OpenApi)
 where
     S: Clone + Send + Sync + 'static,
 {
+    let (routes, mut description) = routes.split_for_parts();
+    description.merge(SharedRoutes::openapi());
+    let served = Description(Arc::from(description.to_json().unwrap_or_else(|e| {
+        format!(r#"{{"error":"the description did not serialize: {e}"}}"#)
+    })));
     let mut router = routes
         .route("/metrics", get(crate::metrics::render))
-        .route(
-            "/openapi.json",
-            get(move || async move { json_document(openapi) }),
-        )
+        .route("/openapi.json", get(openapi_json))
         .fallback(not_found);
     if let Some(max) = max_body_bytes {
         router = router.layer(DefaultBodyLimit::max(max));
     }
-    router
+    let router = router
+        .layer(Extension(served))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(crate::metrics::track_http))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    (router, description)
 }
 
 /// Answers 503 with a JSON body when the rest of the stack takes longer than
@@ -177,18 +201,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn api_adds_the_shared_routes_and_answers_unknown_ones_with_json() {
-        let app = api(
-            Router::new(),
-            r#"{"openapi":"3.1.0"}"#,
-            Duration::from_secs(1),
-            None,
-        );
+    async fn api_adds_the_shared_routes_to_the_router_and_its_description() {
+        let (app, description) = api(OpenApiRouter::new(), Duration::from_secs(1), None);
         let (status, body) = call(&app, request("GET", "/openapi.json", Body::empty())).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (StatusCode::OK, r#"{"openapi":"3.1.0"}"#)
-        );
+        assert_eq!(status, StatusCode::OK);
+        let served: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(served, serde_json::to_value(&description).expect("JSON"));
+        assert_eq!(served["openapi"], "3.1.0");
+        for path in ["/metrics", "/openapi.json"] {
+            assert!(served["paths"][path]["get"].is_object(), "{path}: {body}");
+        }
         let (status, _) = call(&app, request("GET", "/metrics", Body::empty())).await;
         assert_eq!(status, StatusCode::OK);
         let (status, body) = call(&app, request("GET", "/nowhere", Body::empty())).await;
@@ -211,13 +233,13 @@ mod tests {
 
     #[tokio::test]
     async fn api_limits_bodies_and_time() {
-        let routes = Router::new()
+        let routes = OpenApiRouter::new()
             .route("/echo", post(|body: String| async move { body }))
             .route(
                 "/slow",
                 get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
             );
-        let app = api(routes, "{}", Duration::from_millis(50), Some(4));
+        let (app, _) = api(routes, Duration::from_millis(50), Some(4));
         let (status, _) = call(&app, request("POST", "/echo", Body::from("four"))).await;
         assert_eq!(status, StatusCode::OK);
         let (status, _) = call(&app, request("POST", "/echo", Body::from("fives"))).await;

@@ -42,6 +42,13 @@ pub fn handle() -> PrometheusHandle {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    summary = "Prometheus metrics.",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
 pub async fn render() -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],

@@ -4,12 +4,19 @@ mod health;
 mod notifications;
 
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::store::NotificationStore;
 
-/// The OpenAPI description of this API, served at `/openapi.json`; the
-/// `openapi` tests hold it and the router to each other.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
+/// The description's title and summary; its paths and schemas are generated
+/// from the routes.
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "notification-service",
+    description = "The denormalised copy of the users (MongoDB notifications_db.user_notifications), kept in sync from user.events."
+))]
+struct Description;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -18,11 +25,17 @@ pub struct AppState {
     pub nats: async_nats::Client,
 }
 
-/// The whole API; a request taking longer than `request_timeout` gets 503.
-pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
-    let routes = Router::new()
+/// The whole API and its OpenAPI description (served at `/openapi.json`); a
+/// request taking longer than `request_timeout` gets 503.
+pub fn api(request_timeout: std::time::Duration) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let routes = OpenApiRouter::with_openapi(Description::openapi())
         .merge(notifications::router())
         .merge(health::router());
     // No body limit of its own: no route reads a body.
-    service_kit::http::api(routes, OPENAPI, request_timeout, None).with_state(state)
+    service_kit::http::api(routes, request_timeout, None)
+}
+
+/// The whole API, ready to serve.
+pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
+    api(request_timeout).0.with_state(state)
 }

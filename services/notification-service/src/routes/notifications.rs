@@ -1,22 +1,47 @@
 //! `/notifications`: the synchronised copy, read-only.
 
-use axum::{Json, Router, extract::State, routing::get};
-use service_kit::http::PathParam;
+use axum::{Json, extract::State};
+use service_kit::http::{ErrorBody, PathParam};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use crate::{error::ApiError, store::Notification};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/notifications", get(list))
-        .route("/notifications/user/{id}", get(show))
+/// The routes and, from their `#[utoipa::path]`s, their OpenAPI description.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
 }
 
+#[utoipa::path(
+    get,
+    path = "/notifications",
+    operation_id = "listNotifications",
+    summary = "Every user's copy, by user id.",
+    responses(
+        (status = 200, description = "the copies", body = [Notification]),
+        (status = 503, description = "MongoDB unavailable or request timed out", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<Notification>>, ApiError> {
     Ok(Json(state.store.list().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/notifications/user/{id}",
+    operation_id = "getNotification",
+    summary = "One user's copy.",
+    params(("id" = i64, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "the copy", body = Notification),
+        (status = 400, description = "malformed id", body = ErrorBody),
+        (status = 404, description = "no copy of this user", body = ErrorBody),
+        (status = 503, description = "MongoDB unavailable or request timed out", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = id))]
 async fn show(
     State(state): State<AppState>,

@@ -33,8 +33,9 @@ use document::{DUPLICATE_KEY, as_user_id, is_duplicate_key, same_state};
 pub use document::{from_document, key, to_document};
 pub use guard::WriteGuard;
 
-/// A user's copy as the API returns it (the original demo's shape).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A user's copy as the API returns it (the original demo's shape; its
+/// OpenAPI schema is derived from this type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Notification {
     pub user_id: i64,
     pub name: String,

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Email, InvalidInput, UserName};
 
-/// A user row, serialized exactly as the original demo's API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+/// A user row, serialized exactly as the original demo's API returns it (its
+/// OpenAPI schema is derived from this type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: i32,
     pub name: String,

@@ -8,15 +8,22 @@ use std::sync::Arc;
 use axum::Router;
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::store::UserStore;
 
 /// Request bodies larger than this are answered with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The OpenAPI description of this API, served at `/openapi.json`; the
-/// `openapi` tests hold it and the router to each other.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
+/// The description's title and summary; its paths and schemas are generated
+/// from the routes.
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "user-service",
+    description = "Owns the users (PostgreSQL). Every change is published on user.events through a transactional outbox."
+))]
+struct Description;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -33,8 +40,16 @@ impl AppState {
     }
 }
 
-/// The whole API; a request taking longer than `request_timeout` gets 503.
+/// The whole API and its OpenAPI description (served at `/openapi.json`); a
+/// request taking longer than `request_timeout` gets 503.
+pub fn api(request_timeout: std::time::Duration) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let routes = OpenApiRouter::with_openapi(Description::openapi())
+        .merge(users::router())
+        .merge(health::router());
+    service_kit::http::api(routes, request_timeout, Some(MAX_BODY_BYTES))
+}
+
+/// The whole API, ready to serve.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
-    let routes = Router::new().merge(users::router()).merge(health::router());
-    service_kit::http::api(routes, OPENAPI, request_timeout, Some(MAX_BODY_BYTES)).with_state(state)
+    api(request_timeout).0.with_state(state)
 }

@@ -1,14 +1,15 @@
 //! `/users`: the original demo's API plus `GET` and `DELETE` of one user.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Query, State},
     http::StatusCode,
-    response::{IntoResponse, Response},
-    routing::get,
+    response::IntoResponse,
 };
-use serde::Deserialize;
-use service_kit::http::{JsonBody, PathParam};
+use serde::{Deserialize, Serialize};
+use service_kit::http::{ErrorBody, JsonBody, PathParam};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use crate::{
@@ -16,17 +17,23 @@ use crate::{
     error::ApiError,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list).post(create))
-        .route("/users/{id}", get(show).put(update).delete(remove))
+/// The routes and, from their `#[utoipa::path]`s, their OpenAPI description.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
 }
 
 /// The body of `POST /users` and `PUT /users/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "John Doe", "email": "john@example.com"}))]
 pub struct UserRequest {
+    /// trimmed; no control characters
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    /// local@domain.tld
+    #[schema(max_length = 255)]
     pub email: String,
 }
 
@@ -43,35 +50,56 @@ impl UserRequest {
 /// the drift gauge reads the source a page at a time. Without them the body is
 /// the original demo's: every user. Other parameters are ignored, as the
 /// original demo ignored them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `version` adds each user's version
+    #[param(inline)]
     include: Option<Include>,
+    /// with `limit`, one page: users whose id is above this (default 0)
     after_id: Option<i32>,
+    /// one page of at most this many users, by id (with `after_id`; default 10000)
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
 /// The largest page `GET /users?limit=` gives.
 pub const MAX_PAGE: i64 = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Include {
     Version,
 }
 
-/// A user with its version, for `GET /users?include=version`.
-#[derive(Debug, serde::Serialize)]
-struct VersionedUser<'a> {
+/// A user as `GET /users` lists it: the demo's shape, plus its version when
+/// asked for with `?include=version`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListedUser {
     #[serde(flatten)]
-    user: &'a User,
-    version: i64,
+    user: User,
+    /// only with `?include=version`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/users",
+    operation_id = "listUsers",
+    summary = "Every user, by id (or one page of them).",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "the users", body = [ListedUser]),
+        (status = 400, description = "malformed request", body = ErrorBody),
+        (status = 503, description = "database unavailable or request timed out", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Vec<ListedUser>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let users = match (query.after_id, query.limit) {
         (None, None) => state.users.list().await?,
@@ -85,21 +113,31 @@ async fn list(
             state.users.page(after_id.unwrap_or(0), limit).await?
         }
     };
-    Ok(match query.include {
-        None => Json(users).into_response(),
-        Some(Include::Version) => Json(
-            users
-                .iter()
-                .map(|user| VersionedUser {
-                    user,
-                    version: user.version,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-    })
+    let with_version = query.include == Some(Include::Version);
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|user| ListedUser {
+                version: with_version.then_some(user.version),
+                user,
+            })
+            .collect(),
+    ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    operation_id = "getUser",
+    summary = "One user.",
+    params(("id" = i32, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "the user", body = User),
+        (status = 400, description = "malformed request", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 503, description = "database unavailable or request timed out", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = id))]
 async fn show(
     State(state): State<AppState>,
@@ -108,6 +146,22 @@ async fn show(
     Ok(Json(state.users.get(id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/users",
+    operation_id = "createUser",
+    summary = "Creates a user; emits user_created.",
+    request_body = UserRequest,
+    responses(
+        (status = 201, description = "created", body = User),
+        (status = 400, description = "malformed request", body = ErrorBody),
+        (status = 409, description = "email already taken", body = ErrorBody),
+        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "not a JSON content type", body = ErrorBody),
+        (status = 422, description = "invalid name or email", body = ErrorBody),
+        (status = 503, description = "database unavailable or request timed out", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn create(
     State(state): State<AppState>,
@@ -120,6 +174,24 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/users/{id}",
+    operation_id = "updateUser",
+    summary = "Replaces name and email; emits user_updated.",
+    params(("id" = i32, Path, description = "the user's id")),
+    request_body = UserRequest,
+    responses(
+        (status = 200, description = "updated", body = User),
+        (status = 400, description = "malformed request", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 409, description = "email already taken", body = ErrorBody),
+        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "not a JSON content type", body = ErrorBody),
+        (status = 422, description = "invalid name or email", body = ErrorBody),
+        (status = 503, description = "database unavailable or request timed out", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = id))]
 async fn update(
     State(state): State<AppState>,
@@ -132,6 +204,19 @@ async fn update(
     Ok(Json(user))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    operation_id = "deleteUser",
+    summary = "Deletes a user; emits user_deleted.",
+    params(("id" = i32, Path, description = "the user's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "malformed request", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 503, description = "database unavailable or request timed out", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = id))]
 async fn remove(
     State(state): State<AppState>,
