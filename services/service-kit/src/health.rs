@@ -1,18 +1,52 @@
 //! `/healthz` (the process is alive) and `/readyz` (its dependencies answer);
-//! each service says what "its dependencies answer" means, with its own
-//! `#[utoipa::path]`-documented `readyz`.
+//! each service says what "its dependencies answer" means by implementing
+//! [`Dependencies`] for its state.
 
-use axum::{Json, http::StatusCode};
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc};
+
+use axum::{
+    Json,
+    extract::{FromRef, State},
+    http::StatusCode,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// `/healthz`, answered by [`healthz`]; a service adds its `/readyz`.
-pub fn router<S>() -> OpenApiRouter<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    OpenApiRouter::new().routes(routes!(healthz))
+/// Each dependency by name, and whether it answers, once checked.
+pub type Checking<'a> = Pin<Box<dyn Future<Output = Vec<(&'static str, bool)>> + Send + 'a>>;
+
+/// What a service's `/readyz` checks.
+pub trait Dependencies: Clone + Send + Sync + 'static {
+    /// Each dependency by name, and whether it answers.
+    fn check(&self) -> Checking<'_>;
+}
+
+/// A service's dependencies, as `/readyz` takes them from its state.
+#[derive(Clone)]
+pub struct Checks(Arc<dyn CheckDyn>);
+
+trait CheckDyn: Send + Sync {
+    fn check(&self) -> Checking<'_>;
+}
+
+impl<D: Dependencies> CheckDyn for D {
+    fn check(&self) -> Checking<'_> {
+        Dependencies::check(self)
+    }
+}
+
+impl<S: Dependencies> FromRef<S> for Checks {
+    fn from_ref(state: &S) -> Self {
+        Self(Arc::new(state.clone()))
+    }
+}
+
+/// `/healthz` and `/readyz`, documented.
+pub fn router<S: Dependencies>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// The body of `/healthz`.
@@ -34,6 +68,34 @@ pub async fn healthz() -> Json<Alive> {
     Json(Alive { status: "ok" })
 }
 
+/// The body of `/readyz`: each dependency (`postgres` or `mongodb`, and
+/// `nats`) and whether it answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"postgres": true, "nats": false}))]
+pub struct Readiness(BTreeMap<String, bool>);
+
+/// `GET /readyz`: 200 when every dependency answers, else 503; the body says
+/// which is down.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    summary = "Dependencies answer: 200, else 503 saying which is down.",
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "not ready", body = Readiness),
+    )
+)]
+async fn readyz(State(Checks(dependencies)): State<Checks>) -> (StatusCode, Json<Readiness>) {
+    let checks = dependencies.check().await;
+    let status = readiness(checks.iter().map(|&(_, ok)| ok));
+    let body = checks
+        .into_iter()
+        .map(|(name, ok)| (name.to_owned(), ok))
+        .collect();
+    (status, Json(Readiness(body)))
+}
+
 /// The `/readyz` status for a service's checks: 200 when all pass, else 503.
 pub fn readiness(checks: impl IntoIterator<Item = bool>) -> StatusCode {
     if checks.into_iter().all(|ok| ok) {
@@ -52,5 +114,24 @@ mod tests {
         assert_eq!(readiness([true, true]), StatusCode::OK);
         assert_eq!(readiness([true, false]), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(readiness([false, true]), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[derive(Clone)]
+    struct Half;
+
+    impl Dependencies for Half {
+        fn check(&self) -> Checking<'_> {
+            Box::pin(async { vec![("postgres", true), ("nats", false)] })
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_names_each_dependency_and_is_503_until_all_answer() {
+        let (status, Json(Readiness(body))) = readyz(State(Checks::from_ref(&Half))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            serde_json::to_value(body).expect("JSON"),
+            serde_json::json!({"postgres": true, "nats": false})
+        );
     }
 }

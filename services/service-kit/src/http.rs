@@ -22,6 +22,41 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// The error answers the services share, for their operations'
+/// `#[utoipa::path(responses(...))]`; each body is an [`ErrorBody`].
+pub mod documented {
+    use utoipa::IntoResponses;
+
+    use super::ErrorBody;
+
+    /// 400: a path, query or JSON body that does not parse.
+    #[derive(IntoResponses)]
+    #[response(status = 400, description = "malformed request")]
+    pub struct BadRequest(pub ErrorBody);
+
+    /// 404.
+    #[derive(IntoResponses)]
+    #[response(status = 404, description = "no such user")]
+    pub struct NotFound(pub ErrorBody);
+
+    /// 503: a database is unavailable, or the request took too long.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 503,
+        description = "database unavailable or request timed out"
+    )]
+    pub struct Unavailable(pub ErrorBody);
+
+    /// What [`JsonBody`](super::JsonBody) refuses before the handler runs.
+    #[derive(IntoResponses)]
+    pub enum BodyRefused {
+        #[response(status = 413, description = "body over the limit")]
+        TooLarge(ErrorBody),
+        #[response(status = 415, description = "not a JSON content type")]
+        NotJson(ErrorBody),
+    }
+}
+
 /// A response with `status` and body `{"error": message}`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     (
@@ -70,7 +105,10 @@ async fn openapi_json(Extension(Description(document)): Extension<Description>) 
 
 /// The routes [`api`] adds to every service, for its OpenAPI description.
 #[derive(OpenApi)]
-#[openapi(paths(openapi_json, crate::metrics::render))]
+#[openapi(
+    paths(openapi_json, crate::metrics::render),
+    components(schemas(ErrorBody))
+)]
 struct SharedRoutes;
 
 /// Completes a service's API: `routes` plus `GET /metrics`, `GET /openapi.json`

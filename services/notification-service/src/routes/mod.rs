@@ -30,7 +30,7 @@ pub struct AppState {
 pub fn api(request_timeout: std::time::Duration) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let routes = OpenApiRouter::with_openapi(Description::openapi())
         .merge(notifications::router())
-        .merge(health::router());
+        .merge(service_kit::health::router());
     // No body limit of its own: no route reads a body.
     service_kit::http::api(routes, request_timeout, None)
 }

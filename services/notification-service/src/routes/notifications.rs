@@ -1,7 +1,10 @@
 //! `/notifications`: the synchronised copy, read-only.
 
 use axum::{Json, extract::State};
-use service_kit::http::{ErrorBody, PathParam};
+use service_kit::http::{
+    PathParam,
+    documented::{BadRequest, NotFound, Unavailable},
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
@@ -19,10 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/notifications",
     operation_id = "listNotifications",
     summary = "Every user's copy, by user id.",
-    responses(
-        (status = 200, description = "the copies", body = [Notification]),
-        (status = 503, description = "MongoDB unavailable or request timed out", body = ErrorBody),
-    )
+    responses((status = 200, description = "the copies", body = [Notification]), Unavailable)
 )]
 #[tracing::instrument(skip_all)]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<Notification>>, ApiError> {
@@ -35,12 +35,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Notification>>, 
     operation_id = "getNotification",
     summary = "One user's copy.",
     params(("id" = i64, Path, description = "the user's id")),
-    responses(
-        (status = 200, description = "the copy", body = Notification),
-        (status = 400, description = "malformed id", body = ErrorBody),
-        (status = 404, description = "no copy of this user", body = ErrorBody),
-        (status = 503, description = "MongoDB unavailable or request timed out", body = ErrorBody),
-    )
+    responses((status = 200, description = "the copy", body = Notification), BadRequest, NotFound, Unavailable)
 )]
 #[tracing::instrument(skip_all, fields(user_id = id))]
 async fn show(

@@ -1,5 +1,5 @@
-//! A copy's stored form: the document an event's state becomes, and the
-//! copy read back from one (also the original demo's documents).
+//! A copy's stored form, typed: the document an event's state becomes, and
+//! the copy read back from one (also the original demo's documents).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use events::{EventType, UserEvent};
@@ -7,52 +7,152 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     error::{ErrorKind, WriteFailure},
 };
+use serde::{Deserialize, Serialize};
 
-use super::Notification;
+use super::{CopyVersion, Notification};
 
 /// MongoDB's error code for a unique index violated.
 pub(super) const DUPLICATE_KEY: i32 = 11000;
 
-/// The stored form of an event's state. `updated_at` is kept as the exact
-/// RFC 3339 text (microseconds), which a BSON date would round to milliseconds.
-pub fn to_document(event: &UserEvent) -> Document {
-    let p = &event.payload;
-    doc! {
-        "_id": key(p.id),
-        "user_id": p.id,
-        "name": &p.name,
-        "email": &p.email,
-        "updated_at": p.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "version": event.version,
-        "deleted": event.kind == EventType::UserDeleted,
-        "event_id": event.event_id.to_string(),
-        "synced_at": bson::DateTime::now(),
+/// A copy as stored, without its `_id` (which is [`key`] of `user_id`; the
+/// original demo's documents have an `ObjectId` there until start-up
+/// re-keys them). The fields after `updated_at` are absent from the demo's
+/// documents and read as their defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCopy {
+    /// Stored as a 32-bit integer; the demo's 64-bit ones are read too.
+    pub user_id: i32,
+    pub name: String,
+    pub email: String,
+    pub updated_at: StoredInstant,
+    /// The version of the last event applied (0: none known).
+    #[serde(default)]
+    pub version: i64,
+    /// A tombstone: the user was deleted.
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_at: Option<bson::DateTime>,
+}
+
+/// `updated_at` as stored: the exact RFC 3339 text (microseconds, which a
+/// BSON date would round to milliseconds), or the demo's BSON date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoredInstant {
+    Text(String),
+    Date(bson::DateTime),
+}
+
+impl StoredInstant {
+    fn instant(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Text(text) => Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)),
+            Self::Date(date) => DateTime::from_timestamp_millis(date.timestamp_millis()),
+        }
     }
 }
 
-/// Reads a stored copy; also accepts the original demo's documents, whose
-/// `updated_at` is a BSON date and `user_id` may be a 64-bit integer.
-pub fn from_document(document: &Document) -> Option<Notification> {
-    let user_id = i64::from(as_user_id(document.get("user_id")?)?);
-    let updated_at = match document.get("updated_at")? {
-        Bson::String(s) => DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc),
-        Bson::DateTime(d) => DateTime::from_timestamp_millis(d.timestamp_millis())?,
-        _ => return None,
-    };
-    Some(Notification {
-        user_id,
-        name: document.get_str("name").ok()?.to_owned(),
-        email: document.get_str("email").ok()?.to_owned(),
-        updated_at,
-    })
+impl StoredCopy {
+    /// The copy `event` asks for, written now.
+    pub fn of(event: &UserEvent) -> Self {
+        let p = &event.payload;
+        Self {
+            user_id: p.id,
+            name: p.name.clone(),
+            email: p.email.clone(),
+            updated_at: StoredInstant::Text(
+                p.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            ),
+            version: event.version,
+            deleted: event.kind == EventType::UserDeleted,
+            event_id: Some(event.event_id.to_string()),
+            synced_at: Some(bson::DateTime::now()),
+        }
+    }
+
+    /// Reads a stored document; `None` if it is not a copy.
+    pub fn read(document: Document) -> Option<Self> {
+        bson::from_document(document).ok()
+    }
+
+    /// The fields to `$set` (everything but `_id`).
+    pub fn fields(&self) -> Document {
+        bson::to_document(self).unwrap_or_default()
+    }
+
+    /// The whole document, `_id` first.
+    pub fn document(&self) -> Document {
+        let mut document = doc! {"_id": key(self.user_id)};
+        document.extend(self.fields());
+        document
+    }
+
+    /// As the API returns it; `None` for a tombstone or an unreadable date.
+    pub fn live(&self) -> Option<Notification> {
+        (!self.deleted).then_some(())?;
+        Some(Notification {
+            user_id: i64::from(self.user_id),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            updated_at: self.updated_at.instant()?,
+        })
+    }
+
+    /// Whether `self` holds the state `wanted` describes (contract fields and
+    /// the deletion mark).
+    pub(super) fn same_state(&self, wanted: &Self) -> bool {
+        self.name == wanted.name
+            && self.email == wanted.email
+            && self.updated_at == wanted.updated_at
+            && self.deleted == wanted.deleted
+    }
 }
 
-/// Whether `current` holds the state `wanted` describes (contract fields and
-/// the deletion mark).
-pub(super) fn same_state(current: &Document, wanted: &Document) -> bool {
-    ["name", "email", "updated_at", "deleted"]
-        .iter()
-        .all(|field| current.get(field) == wanted.get(field))
+/// A copy's bookkeeping as stored: what [`NotificationStore::versions`]
+/// projects.
+///
+/// [`NotificationStore::versions`]: super::NotificationStore::versions
+#[derive(Debug, Deserialize)]
+pub(super) struct Bookkeeping {
+    user_id: i32,
+    #[serde(default)]
+    version: i64,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    synced_at: Option<bson::DateTime>,
+}
+
+impl Bookkeeping {
+    /// The fields to project.
+    pub(super) fn projection() -> Document {
+        doc! {"user_id": 1, "version": 1, "deleted": 1, "synced_at": 1}
+    }
+
+    /// Reads a projected document; `None` if it has no usable `user_id`.
+    pub(super) fn read(document: Document) -> Option<CopyVersion> {
+        let stored: Self = bson::from_document(document).ok()?;
+        Some(CopyVersion {
+            user_id: stored.user_id,
+            version: stored.version,
+            deleted: stored.deleted,
+            synced_at: stored.synced_at.map_or(0, |t| t.timestamp_millis()),
+        })
+    }
+}
+
+/// The stored form of an event's state (`_id` first).
+pub fn to_document(event: &UserEvent) -> Document {
+    StoredCopy::of(event).document()
+}
+
+/// Reads a stored live copy; also accepts the original demo's documents,
+/// whose `updated_at` is a BSON date and `user_id` may be a 64-bit integer.
+pub fn from_document(document: Document) -> Option<Notification> {
+    StoredCopy::read(document)?.live()
 }
 
 /// A copy's `_id`: the user id, as a string (see the module's notes).
@@ -103,6 +203,21 @@ mod tests {
     fn a_document_reads_back_as_the_events_state() {
         let e = event(EventType::UserUpdated);
         let document = to_document(&e);
+        assert_eq!(
+            document.keys().collect::<Vec<_>>(),
+            [
+                "_id",
+                "user_id",
+                "name",
+                "email",
+                "updated_at",
+                "version",
+                "deleted",
+                "event_id",
+                "synced_at"
+            ]
+        );
+        assert!(document.get_datetime("synced_at").is_ok());
         assert_eq!(document.get_str("_id").unwrap(), "1");
         assert_eq!(document.get_i32("user_id").unwrap(), 1);
         assert_eq!(document.get_i64("version").unwrap(), 4);
@@ -112,7 +227,7 @@ mod tests {
             "2025-05-25T10:01:00.123456Z"
         );
         assert_eq!(
-            from_document(&document).unwrap(),
+            from_document(document).unwrap(),
             Notification {
                 user_id: 1,
                 name: e.payload.name,
@@ -139,14 +254,39 @@ mod tests {
             "email": "john@example.com",
             "updated_at": bson::DateTime::from_millis(1_748_167_200_000),
         };
-        let copy = from_document(&document).unwrap();
+        let copy = from_document(document.clone()).unwrap();
         assert_eq!(copy.user_id, 7);
         assert_eq!(copy.updated_at.to_rfc3339(), "2025-05-25T10:00:00+00:00");
+        let bookkeeping = Bookkeeping::read(document).unwrap();
+        assert_eq!((bookkeeping.user_id, bookkeeping.version), (7, 0));
+        assert!(!bookkeeping.deleted);
+    }
+
+    #[test]
+    fn what_is_not_a_copy_is_not_read_as_one() {
+        let good = to_document(&event(EventType::UserUpdated));
+        for (field, value) in [
+            ("user_id", Bson::String("1".into())),
+            ("user_id", Bson::Int64(i64::from(i32::MAX) + 1)),
+            ("name", Bson::Null),
+            ("updated_at", Bson::Int32(5)),
+        ] {
+            let mut bad = good.clone();
+            bad.insert(field, value.clone());
+            assert_eq!(StoredCopy::read(bad), None, "{field}: {value}");
+        }
+        let mut unreadable_date = good.clone();
+        unreadable_date.insert("updated_at", "yesterday");
+        assert!(StoredCopy::read(unreadable_date.clone()).is_some());
+        assert_eq!(from_document(unreadable_date), None);
+        let mut tombstone = good;
+        tombstone.insert("deleted", true);
+        assert_eq!(from_document(tombstone), None);
     }
 
     #[test]
     fn serializes_to_the_demo_shape() {
-        let copy = from_document(&to_document(&event(EventType::UserCreated))).unwrap();
+        let copy = from_document(to_document(&event(EventType::UserCreated))).unwrap();
         assert_eq!(
             serde_json::to_value(copy).unwrap(),
             serde_json::json!({

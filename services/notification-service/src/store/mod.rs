@@ -29,8 +29,8 @@ mod guard;
 mod legacy;
 
 pub use dead_letters::DeadLetter;
-use document::{DUPLICATE_KEY, as_user_id, is_duplicate_key, same_state};
-pub use document::{from_document, key, to_document};
+use document::{Bookkeeping, DUPLICATE_KEY, as_user_id, is_duplicate_key};
+pub use document::{StoredCopy, StoredInstant, from_document, key, to_document};
 pub use guard::WriteGuard;
 
 /// A user's copy as the API returns it (the original demo's shape; its
@@ -210,8 +210,8 @@ impl NotificationStore {
         let statements: Vec<Document> = writes
             .iter()
             .map(|&(event, known)| {
-                let mut fields = to_document(event);
-                let id = fields.remove("_id").unwrap_or(Bson::Null);
+                let fields = StoredCopy::of(event).fields();
+                let id = key(event.payload.id);
                 let filter = match (known, self.guard) {
                     (None, _) => doc! {"_id": id, "version": {"$lt": event.version}},
                     (Some(version), WriteGuard::CompareAndSet) => {
@@ -254,31 +254,35 @@ impl NotificationStore {
     /// [`Self::apply_as`], also returning the copy's version afterwards.
     async fn write(&self, event: &UserEvent, mode: Mode) -> mongodb::error::Result<(Write, i64)> {
         let id = key(event.payload.id);
-        let wanted = to_document(event);
+        let wanted = StoredCopy::of(event);
+        let document = wanted.document();
         if event.kind == EventType::UserCreated {
             // Usually the first of its user: one insert, no read (reads are
             // the costly part on FerretDB). If a copy exists, the read below
             // settles it.
-            match self.copies.insert_one(&wanted).await {
+            match self.copies.insert_one(&document).await {
                 Ok(_) => return Ok((Write::Inserted, event.version)),
                 Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(e),
             }
         }
         loop {
-            let current = self.copies.find_one(doc! {"_id": &id}).await?;
-            let Some(current) = current else {
-                match self.copies.insert_one(&wanted).await {
+            let Some(current) = self.copies.find_one(doc! {"_id": &id}).await? else {
+                match self.copies.insert_one(&document).await {
                     Ok(_) => return Ok((Write::Inserted, event.version)),
                     Err(e) if is_duplicate_key(&e) => continue,
                     Err(e) => return Err(e),
                 }
             };
             let seen = current.get_i64("version").unwrap_or(0);
-            let unchanged = match mode {
-                Mode::Live => seen >= event.version,
-                Mode::Repair => {
-                    seen > event.version || (seen == event.version && same_state(&current, &wanted))
+            // A document that does not read as a copy (edited by hand) is
+            // overwritten by any event, as if at version 0.
+            let current = StoredCopy::read(current);
+            let unchanged = match (mode, &current) {
+                (_, None) => false,
+                (Mode::Live, Some(_)) => seen >= event.version,
+                (Mode::Repair, Some(current)) => {
+                    seen > event.version || (seen == event.version && current.same_state(&wanted))
                 }
             };
             if unchanged {
@@ -288,11 +292,9 @@ impl NotificationStore {
                 WriteGuard::CompareAndSet => doc! {"_id": &id, "version": seen},
                 WriteGuard::SingleWriter => doc! {"_id": &id},
             };
-            let mut fields = wanted.clone();
-            fields.remove("_id");
             let updated = self
                 .copies
-                .update_one(filter, doc! {"$set": fields})
+                .update_one(filter, doc! {"$set": wanted.fields()})
                 .await?;
             if updated.matched_count > 0 {
                 return Ok((Write::Updated, event.version));
@@ -309,23 +311,13 @@ impl NotificationStore {
         let documents: Vec<Document> = self
             .copies
             .find(doc! {})
-            .projection(doc! {"user_id": 1, "version": 1, "deleted": 1, "synced_at": 1})
+            .projection(Bookkeeping::projection())
             .await?
             .try_collect()
             .await?;
         Ok(documents
-            .iter()
-            .filter_map(|d| {
-                Some(CopyVersion {
-                    user_id: d.get("user_id").and_then(as_user_id)?,
-                    version: d.get_i64("version").unwrap_or(0),
-                    deleted: d.get_bool("deleted").unwrap_or(false),
-                    synced_at: d
-                        .get_datetime("synced_at")
-                        .map(|t| t.timestamp_millis())
-                        .unwrap_or(0),
-                })
-            })
+            .into_iter()
+            .filter_map(Bookkeeping::read)
             .collect())
     }
 
@@ -340,14 +332,13 @@ impl NotificationStore {
         let Some(current) = self.copies.find_one(doc! {"_id": &id}).await? else {
             return Ok(false);
         };
-        let synced = current
-            .get_datetime("synced_at")
-            .map(|t| t.timestamp_millis())
-            .unwrap_or(0);
-        if current.get_bool("deleted").unwrap_or(false) || synced >= written_before {
+        let Some(current) = Bookkeeping::read(current) else {
+            return Ok(false);
+        };
+        if current.deleted || current.synced_at >= written_before {
             return Ok(false);
         }
-        let version = current.get_i64("version").unwrap_or(0);
+        let version = current.version;
         let updated = self
             .copies
             .update_one(
@@ -370,7 +361,7 @@ impl NotificationStore {
             .await?
             .try_collect()
             .await?;
-        Ok(documents.iter().filter_map(from_document).collect())
+        Ok(documents.into_iter().filter_map(from_document).collect())
     }
 
     /// How many live copies there are (one pass over the collection).
@@ -389,9 +380,6 @@ impl NotificationStore {
     /// When MongoDB fails.
     pub async fn get(&self, user_id: i32) -> mongodb::error::Result<Option<Notification>> {
         let document = self.copies.find_one(doc! {"_id": key(user_id)}).await?;
-        Ok(document
-            .filter(|d| !d.get_bool("deleted").unwrap_or(false))
-            .as_ref()
-            .and_then(from_document))
+        Ok(document.and_then(from_document))
     }
 }

@@ -45,7 +45,7 @@ impl AppState {
 pub fn api(request_timeout: std::time::Duration) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let routes = OpenApiRouter::with_openapi(Description::openapi())
         .merge(users::router())
-        .merge(health::router());
+        .merge(service_kit::health::router());
     service_kit::http::api(routes, request_timeout, Some(MAX_BODY_BYTES))
 }
 
