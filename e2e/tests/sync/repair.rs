@@ -41,6 +41,18 @@ async fn corrupted(stack: &Stack) -> mongodb::Collection<Document> {
     copies
 }
 
+/// Adds a copy of user 9999, whom the source never had, written long before
+/// any repair.
+async fn insert_ghost(copies: &mongodb::Collection<Document>) {
+    copies
+        .insert_one(doc! {"_id": "9999", "user_id": 9999, "name": "Ghost",
+        "email": "ghost@example.com", "updated_at": "2025-05-25T10:00:00Z",
+        "version": 1_i64, "deleted": false,
+        "synced_at": mongodb::bson::DateTime::from_millis(0)})
+        .await
+        .expect("extra");
+}
+
 async fn drift(stack: &Stack) -> Drift {
     repair::drift(
         &repair::http_client().expect("client"),
@@ -102,14 +114,7 @@ async fn replay_mends_dropped_and_edited_copies_while_the_service_runs() {
 async fn resync_mends_dropped_edited_and_extra_copies_from_the_source() {
     let stack = Stack::start().await;
     let copies = corrupted(&stack).await;
-    // A copy of a user the source never had, written well before the resync.
-    copies
-        .insert_one(doc! {"_id": "9999", "user_id": 9999, "name": "Ghost",
-        "email": "ghost@example.com", "updated_at": "2025-05-25T10:00:00Z",
-        "version": 1_i64, "deleted": false,
-        "synced_at": mongodb::bson::DateTime::from_millis(0)})
-        .await
-        .expect("extra");
+    insert_ghost(&copies).await;
     assert_eq!(
         drift(&stack).await,
         Drift {
@@ -203,12 +208,7 @@ async fn on_ferretdb_a_repair_refuses_to_run_beside_the_service_and_runs_once_it
 async fn the_paged_drift_sweep_counts_what_the_full_check_counts() {
     let stack = Stack::start().await;
     let copies = corrupted(&stack).await;
-    copies
-        .insert_one(doc! {"_id": "9999", "user_id": 9999, "name": "Ghost",
-        "email": "ghost@example.com", "updated_at": "2025-05-25T10:00:00Z",
-        "version": 1_i64, "deleted": false})
-        .await
-        .expect("extra");
+    insert_ghost(&copies).await;
     let full = drift(&stack).await;
     let http = repair::http_client().expect("client");
     let users_url = &stack.notifications_config().user_service_url;

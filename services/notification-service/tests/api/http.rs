@@ -8,24 +8,13 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn an_unknown_user_is_404_and_a_malformed_id_400_with_json_bodies() {
     let app = TestApp::spawn().await;
-    assert_json_error(
-        app.get("/notifications/user/42").await,
-        StatusCode::NOT_FOUND,
-        "unknown user",
-    )
-    .await;
-    assert_json_error(
-        app.get("/notifications/user/abc").await,
-        StatusCode::BAD_REQUEST,
-        "abc",
-    )
-    .await;
-    assert_json_error(
-        app.get("/nowhere").await,
-        StatusCode::NOT_FOUND,
-        "unknown route",
-    )
-    .await;
+    for (path, status) in [
+        ("/notifications/user/42", StatusCode::NOT_FOUND),
+        ("/notifications/user/abc", StatusCode::BAD_REQUEST),
+        ("/nowhere", StatusCode::NOT_FOUND),
+    ] {
+        assert_json_error(app.get(path).await, status, path).await;
+    }
 }
 
 #[tokio::test]

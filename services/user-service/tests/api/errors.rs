@@ -143,42 +143,40 @@ async fn update_to_an_email_another_user_has_is_409() {
 async fn unknown_ids_are_404_and_malformed_ids_400() {
     let app = TestApp::spawn().await;
     let body = json!({"name": "N", "email": "n@example.com"});
-    assert_json_error(
-        app.get("/users/999999").await,
-        StatusCode::NOT_FOUND,
-        "GET unknown",
-    )
-    .await;
-    assert_json_error(
-        app.put_json("/users/999999", &body).await,
-        StatusCode::NOT_FOUND,
-        "PUT unknown",
-    )
-    .await;
-    assert_json_error(
-        app.delete("/users/999999").await,
-        StatusCode::NOT_FOUND,
-        "DELETE unknown",
-    )
-    .await;
-    assert_json_error(
-        app.get("/users/abc").await,
-        StatusCode::BAD_REQUEST,
-        "GET abc",
-    )
-    .await;
-    assert_json_error(
-        app.put_json("/users/99999999999", &body).await,
-        StatusCode::BAD_REQUEST,
-        "PUT huge id",
-    )
-    .await;
-    assert_json_error(
-        app.get("/nowhere").await,
-        StatusCode::NOT_FOUND,
-        "unknown route",
-    )
-    .await;
+    for (response, status, what) in [
+        (
+            app.get("/users/999999").await,
+            StatusCode::NOT_FOUND,
+            "GET unknown",
+        ),
+        (
+            app.put_json("/users/999999", &body).await,
+            StatusCode::NOT_FOUND,
+            "PUT unknown",
+        ),
+        (
+            app.delete("/users/999999").await,
+            StatusCode::NOT_FOUND,
+            "DELETE unknown",
+        ),
+        (
+            app.get("/users/abc").await,
+            StatusCode::BAD_REQUEST,
+            "GET abc",
+        ),
+        (
+            app.put_json("/users/99999999999", &body).await,
+            StatusCode::BAD_REQUEST,
+            "PUT huge id",
+        ),
+        (
+            app.get("/nowhere").await,
+            StatusCode::NOT_FOUND,
+            "unknown route",
+        ),
+    ] {
+        assert_json_error(response, status, what).await;
+    }
     assert_eq!(app.outbox_rows().await, 0);
 }
 

@@ -119,6 +119,18 @@ impl TestApp {
             .expect("count")
     }
 
+    /// Waits until every outbox row is stamped published (`what` names the
+    /// wait in its failure).
+    pub async fn wait_for_outbox_drained(&self, what: &str) {
+        eventually(what, Duration::from_secs(30), || async {
+            match self.unpublished_rows().await {
+                0 => Ok(()),
+                n => Err(format!("{n} unpublished")),
+            }
+        })
+        .await;
+    }
+
     /// This app's `/metrics`.
     pub fn metrics(&self) -> testkit::http::Metrics {
         testkit::http::Metrics::of(&self.http, &self.base)

@@ -1,8 +1,6 @@
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{NatsServer, http::wait_until_ready, wait::eventually};
+use testkit::{NatsServer, http::wait_until_ready};
 use user_service::{domain::UserDraft, store::UserStore};
 
 use crate::helpers::{TestApp, stream_events, test_config};
@@ -30,17 +28,8 @@ async fn events_committed_before_a_crash_are_published_at_the_next_start() {
     let app = TestApp::spawn_with(config).await;
     let events = app.wait_for_events(1).await;
     assert_eq!(events[0].payload.id, user.id);
-    eventually(
-        "the row to be stamped published",
-        Duration::from_secs(30),
-        || async {
-            match app.unpublished_rows().await {
-                0 => Ok(()),
-                n => Err(format!("{n} unpublished")),
-            }
-        },
-    )
-    .await;
+    app.wait_for_outbox_drained("the row to be stamped published")
+        .await;
 }
 
 /// Writes made while NATS is down succeed; the sweep publishes them once it
@@ -93,13 +82,7 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
             .count(),
         1
     );
-    eventually("the outbox to drain", Duration::from_secs(30), || async {
-        match app.unpublished_rows().await {
-            0 => Ok(()),
-            n => Err(format!("{n} unpublished")),
-        }
-    })
-    .await;
+    app.wait_for_outbox_drained("the outbox to drain").await;
 }
 
 #[tokio::test]
@@ -113,17 +96,8 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
         .execute(&app.pool)
         .await
         .expect("reset");
-    eventually(
-        "the row to be stamped again",
-        Duration::from_secs(30),
-        || async {
-            match app.unpublished_rows().await {
-                0 => Ok(()),
-                n => Err(format!("{n} unpublished")),
-            }
-        },
-    )
-    .await;
+    app.wait_for_outbox_drained("the row to be stamped again")
+        .await;
     assert_eq!(app.stream_events(&app.config.nats.url).await.len(), 1);
     // JetStream answered `duplicate` (the Nats-Msg-Id), and it was counted.
     assert!(
