@@ -6,7 +6,7 @@ use std::time::Duration;
 use mongodb::bson::{Document, doc};
 use notification_service::{
     repair::{self, Drift},
-    store::WriteGuard,
+    store::{NotificationStore, WriteGuard},
 };
 use testkit::wait::eventually;
 
@@ -53,38 +53,37 @@ async fn insert_ghost(copies: &mongodb::Collection<Document>) {
         .expect("extra");
 }
 
-async fn drift(stack: &Stack) -> Drift {
-    repair::drift(
-        &repair::http_client().expect("client"),
-        &stack.notifications_config().user_service_url,
-        &stack.repair_store().await,
+/// What a repair command is given: an HTTP client, user-service's URL and
+/// the store.
+async fn repair_inputs(stack: &Stack) -> (reqwest::Client, String, NotificationStore) {
+    (
+        repair::http_client().expect("client"),
+        stack.notifications_config().user_service_url.clone(),
+        stack.repair_store().await,
     )
-    .await
-    .expect("drift")
+}
+
+async fn drift(stack: &Stack) -> Drift {
+    let (http, source, store) = repair_inputs(stack).await;
+    repair::drift(&http, &source, &store).await.expect("drift")
 }
 
 async fn resync(stack: &Stack) -> repair::Report {
-    repair::resync(
-        &repair::http_client().expect("client"),
-        &stack.notifications_config().user_service_url,
-        &stack.repair_store().await,
-    )
-    .await
-    .expect("resync")
+    let (http, source, store) = repair_inputs(stack).await;
+    repair::resync(&http, &source, &store)
+        .await
+        .expect("resync")
 }
 
 #[tokio::test]
 async fn replay_mends_dropped_and_edited_copies_while_the_service_runs() {
     let stack = Stack::start().await;
     corrupted(&stack).await;
+    let found = drift(&stack).await;
     assert_eq!(
-        drift(&stack).await,
-        Drift {
-            checked: 3,
-            missing: 1,
-            stale: 1,
-            extra: 0
-        }
+        (found.checked, found.missing, found.stale, found.extra),
+        (3, 1, 1, 0),
+        "checked, missing, stale, extra"
     );
 
     let config = stack.notifications_config();
@@ -115,14 +114,11 @@ async fn resync_mends_dropped_edited_and_extra_copies_from_the_source() {
     let stack = Stack::start().await;
     let copies = corrupted(&stack).await;
     insert_ghost(&copies).await;
+    let found = drift(&stack).await;
     assert_eq!(
-        drift(&stack).await,
-        Drift {
-            checked: 3,
-            missing: 1,
-            stale: 1,
-            extra: 1
-        }
+        (found.checked, found.missing, found.stale, found.extra),
+        (3, 1, 1, 1),
+        "checked, missing, stale, extra"
     );
 
     let report = resync(&stack).await;

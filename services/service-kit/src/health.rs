@@ -56,12 +56,11 @@ pub struct Alive {
     pub status: &'static str,
 }
 
-/// `GET /healthz`: always `{"status": "ok"}`.
+/// The process is alive.
+///
+/// Always `{"status": "ok"}`.
 #[utoipa::path(
-    get,
-    path = "/healthz",
-    operation_id = "healthz",
-    summary = "The process is alive.",
+    get, path = "/healthz", operation_id = "healthz",
     responses((status = 200, description = "alive", body = Alive))
 )]
 pub async fn healthz() -> Json<Alive> {
@@ -74,13 +73,9 @@ pub async fn healthz() -> Json<Alive> {
 #[schema(example = json!({"postgres": true, "nats": false}))]
 pub struct Readiness(BTreeMap<String, bool>);
 
-/// `GET /readyz`: 200 when every dependency answers, else 503; the body says
-/// which is down.
+/// Dependencies answer: 200, else 503 saying which is down.
 #[utoipa::path(
-    get,
-    path = "/readyz",
-    operation_id = "readyz",
-    summary = "Dependencies answer: 200, else 503 saying which is down.",
+    get, path = "/readyz", operation_id = "readyz",
     responses(
         (status = 200, description = "ready", body = Readiness),
         (status = 503, description = "not ready", body = Readiness),

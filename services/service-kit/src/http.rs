@@ -87,12 +87,9 @@ pub async fn not_found() -> Response {
 #[derive(Clone)]
 struct Description(Arc<str>);
 
-/// `GET /openapi.json`.
+/// This description (OpenAPI 3.1, generated from the code).
 #[utoipa::path(
-    get,
-    path = "/openapi.json",
-    operation_id = "openapi",
-    summary = "This description (OpenAPI 3.1, generated from the code).",
+    get, path = "/openapi.json", operation_id = "openapi",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]
 async fn openapi_json(Extension(Description(document)): Extension<Description>) -> Response {

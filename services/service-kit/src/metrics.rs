@@ -41,12 +41,9 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// `GET /metrics`.
+/// Prometheus metrics.
 #[utoipa::path(
-    get,
-    path = "/metrics",
-    operation_id = "metrics",
-    summary = "Prometheus metrics.",
+    get, path = "/metrics", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn render() -> impl IntoResponse {

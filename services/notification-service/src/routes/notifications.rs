@@ -10,6 +10,15 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::AppState;
 use crate::{error::ApiError, store::Notification};
 
+/// The `{id}` of a path (read with `PathParam<i64>`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "describes the parameter; PathParam reads it")]
+struct UserId {
+    /// the user's id
+    id: i64,
+}
+
 /// The routes and, from their `#[utoipa::path]`s, their OpenAPI description.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -17,11 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show))
 }
 
+/// Every user's copy, by user id.
 #[utoipa::path(
-    get,
-    path = "/notifications",
-    operation_id = "listNotifications",
-    summary = "Every user's copy, by user id.",
+    get, path = "/notifications", operation_id = "listNotifications",
     responses((status = 200, description = "the copies", body = [Notification]), Unavailable)
 )]
 #[tracing::instrument(skip_all)]
@@ -29,12 +36,9 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Notification>>, 
     Ok(Json(state.store.list().await?))
 }
 
+/// One user's copy.
 #[utoipa::path(
-    get,
-    path = "/notifications/user/{id}",
-    operation_id = "getNotification",
-    summary = "One user's copy.",
-    params(("id" = i64, Path, description = "the user's id")),
+    get, path = "/notifications/user/{id}", operation_id = "getNotification", params(UserId),
     responses((status = 200, description = "the copy", body = Notification), BadRequest, NotFound, Unavailable)
 )]
 #[tracing::instrument(skip_all, fields(user_id = id))]

@@ -20,6 +20,15 @@ use crate::{
     error::ApiError,
 };
 
+/// The `{id}` of a path (read with `PathParam<i32>`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(dead_code, reason = "describes the parameter; PathParam reads it")]
+struct UserId {
+    /// the user's id
+    id: i32,
+}
+
 /// The routes and, from their `#[utoipa::path]`s, their OpenAPI description.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -97,17 +106,10 @@ pub struct ListedUser {
     version: Option<i64>,
 }
 
+/// Every user, by id (or one page of them).
 #[utoipa::path(
-    get,
-    path = "/users",
-    operation_id = "listUsers",
-    summary = "Every user, by id (or one page of them).",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "the users", body = [ListedUser]),
-        BadRequest,
-        Unavailable,
-    )
+    get, path = "/users", operation_id = "listUsers", params(ListQuery),
+    responses((status = 200, description = "the users", body = [ListedUser]), BadRequest, Unavailable)
 )]
 #[tracing::instrument(skip_all)]
 async fn list(
@@ -139,12 +141,9 @@ async fn list(
     ))
 }
 
+/// One user.
 #[utoipa::path(
-    get,
-    path = "/users/{id}",
-    operation_id = "getUser",
-    summary = "One user.",
-    params(("id" = i32, Path, description = "the user's id")),
+    get, path = "/users/{id}", operation_id = "getUser", params(UserId),
     responses((status = 200, description = "the user", body = User), BadRequest, NotFound, Unavailable)
 )]
 #[tracing::instrument(skip_all, fields(user_id = id))]
@@ -155,19 +154,10 @@ async fn show(
     Ok(Json(state.users.get(id).await?))
 }
 
+/// Creates a user; emits user_created.
 #[utoipa::path(
-    post,
-    path = "/users",
-    operation_id = "createUser",
-    summary = "Creates a user; emits user_created.",
-    request_body = UserRequest,
-    responses(
-        (status = 201, description = "created", body = User),
-        BadRequest,
-        BodyRefused,
-        Refused,
-        Unavailable,
-    )
+    post, path = "/users", operation_id = "createUser", request_body = UserRequest,
+    responses((status = 201, description = "created", body = User), BadRequest, BodyRefused, Refused, Unavailable)
 )]
 #[tracing::instrument(skip_all)]
 async fn create(
@@ -181,21 +171,10 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// Replaces name and email; emits user_updated.
 #[utoipa::path(
-    put,
-    path = "/users/{id}",
-    operation_id = "updateUser",
-    summary = "Replaces name and email; emits user_updated.",
-    params(("id" = i32, Path, description = "the user's id")),
-    request_body = UserRequest,
-    responses(
-        (status = 200, description = "updated", body = User),
-        BadRequest,
-        NotFound,
-        BodyRefused,
-        Refused,
-        Unavailable,
-    )
+    put, path = "/users/{id}", operation_id = "updateUser", params(UserId), request_body = UserRequest,
+    responses((status = 200, description = "updated", body = User), BadRequest, NotFound, BodyRefused, Refused, Unavailable)
 )]
 #[tracing::instrument(skip_all, fields(user_id = id))]
 async fn update(
@@ -209,12 +188,9 @@ async fn update(
     Ok(Json(user))
 }
 
+/// Deletes a user; emits user_deleted.
 #[utoipa::path(
-    delete,
-    path = "/users/{id}",
-    operation_id = "deleteUser",
-    summary = "Deletes a user; emits user_deleted.",
-    params(("id" = i32, Path, description = "the user's id")),
+    delete, path = "/users/{id}", operation_id = "deleteUser", params(UserId),
     responses((status = 204, description = "deleted"), BadRequest, NotFound, Unavailable)
 )]
 #[tracing::instrument(skip_all, fields(user_id = id))]
