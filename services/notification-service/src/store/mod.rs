@@ -28,7 +28,7 @@ mod document;
 mod guard;
 mod legacy;
 
-pub use dead_letters::DeadLetter;
+pub use dead_letters::{DeadLetter, StoredDeadLetter};
 use document::{Bookkeeping, DUPLICATE_KEY, as_user_id, is_duplicate_key};
 pub use document::{StoredCopy, StoredInstant, from_document, key, to_document};
 pub use guard::WriteGuard;
@@ -93,7 +93,7 @@ pub struct CopyVersion {
 pub struct NotificationStore {
     db: Database,
     copies: Collection<Document>,
-    dead_letters: Collection<Document>,
+    dead_letters: Collection<StoredDeadLetter>,
     guard: WriteGuard,
 }
 

@@ -114,20 +114,11 @@ async fn poison_messages_are_dead_lettered_and_the_next_event_still_applies() {
         .await
         .expect("dead letters");
     assert_eq!(letters.len(), 2, "{letters:?}");
-    assert_eq!(letters[0].get_str("payload").expect("payload"), "{not json");
+    assert_eq!(letters[0].payload, "{not json");
     for letter in &letters {
-        assert!(
-            !letter.get_str("reason").expect("reason").is_empty(),
-            "{letter:?}"
-        );
+        assert!(!letter.reason.is_empty(), "{letter:?}");
     }
-    assert!(
-        letters[1]
-            .get_str("reason")
-            .expect("reason")
-            .contains("user_renamed"),
-        "{letters:?}"
-    );
+    assert!(letters[1].reason.contains("user_renamed"), "{letters:?}");
 }
 
 #[tokio::test]
