@@ -67,10 +67,9 @@ pub async fn healthz() -> Json<Alive> {
     Json(Alive { status: "ok" })
 }
 
-/// The body of `/readyz`: each dependency (`postgres` or `mongodb`, and
-/// `nats`) and whether it answers.
+/// The body of `/readyz`: each dependency (user-service: `postgres` and
+/// `nats`; notification-service: `mongodb` and `nats`) and whether it answers.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"postgres": true, "nats": false}))]
 pub struct Readiness(BTreeMap<String, bool>);
 
 /// Dependencies answer: 200, else 503 saying which is down.

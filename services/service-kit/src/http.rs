@@ -50,7 +50,10 @@ pub mod documented {
     /// What [`JsonBody`](super::JsonBody) refuses before the handler runs.
     #[derive(IntoResponses)]
     pub enum BodyRefused {
-        #[response(status = 413, description = "body over the limit")]
+        #[response(
+            status = 413,
+            description = "body over the limit (user-service: 1 MiB)"
+        )]
         TooLarge(ErrorBody),
         #[response(status = 415, description = "not a JSON content type")]
         NotJson(ErrorBody),

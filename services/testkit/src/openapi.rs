@@ -57,6 +57,64 @@ fn example(schema: &Value) -> &Value {
     }
 }
 
+/// Holds the description the code generates to the copy committed at
+/// `path`, so that a change to the API shows in review as a change to that
+/// file. With `OPENAPI_UPDATE` set, writes the file instead.
+///
+/// # Errors
+/// When the file cannot be read or written, or differs (naming where).
+pub fn check_snapshot(generated: &Value, path: &std::path::Path) -> Result<(), String> {
+    let shown = path.display();
+    if std::env::var_os("OPENAPI_UPDATE").is_some() {
+        let text = serde_json::to_string_pretty(generated).map_err(|e| e.to_string())?;
+        return std::fs::write(path, text + "\n").map_err(|e| format!("{shown}: {e}"));
+    }
+    let committed = std::fs::read_to_string(path)
+        .map_err(|e| format!("{shown}: {e} (OPENAPI_UPDATE=1 writes it)"))?;
+    let committed: Value =
+        serde_json::from_str(&committed).map_err(|e| format!("{shown}: not JSON: {e}"))?;
+    let mut differences = Vec::new();
+    differ(&committed, generated, "", &mut differences);
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown} is not what the code generates, at {}; if the API change is meant, \
+             run this test with OPENAPI_UPDATE=1 and commit the file",
+            differences.join(", ")
+        ))
+    }
+}
+
+/// The JSON pointers at which `a` and `b` differ (at most 10).
+fn differ(a: &Value, b: &Value, at: &str, found: &mut Vec<String>) {
+    if found.len() >= 10 || a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let here = format!("{at}/{}", key.replace('~', "~0").replace('/', "~1"));
+                match (a.get(key), b.get(key)) {
+                    (Some(a), Some(b)) => differ(a, b, &here, found),
+                    _ => found.push(here),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                differ(a, b, &format!("{at}/{i}"), found);
+            }
+        }
+        _ => found.push(if at.is_empty() {
+            "/".to_owned()
+        } else {
+            at.to_owned()
+        }),
+    }
+}
+
 /// Calls every documented operation of the service at `base` (path
 /// parameters set to `path_value`; bodies from the request schema's
 /// `example`) and every undocumented method of each documented path.
@@ -140,6 +198,26 @@ mod tests {
             "type": "object", "required": ["id", "at"], "additionalProperties": false,
             "properties": {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                            "kind": {"type": "string", "enum": ["a", "b"]}}}}}})
+    }
+
+    #[test]
+    fn differences_are_named_by_their_json_pointer() {
+        let committed = json!({"paths": {"/users": {"get": {"summary": "a"}}}, "tags": [1, 2]});
+        let generated =
+            json!({"paths": {"/users": {"get": {"summary": "b"}, "post": {}}}, "tags": [1, 3]});
+        let mut found = Vec::new();
+        differ(&committed, &generated, "", &mut found);
+        assert_eq!(
+            found,
+            [
+                "/paths/~1users/get/summary",
+                "/paths/~1users/post",
+                "/tags/1"
+            ]
+        );
+        found.clear();
+        differ(&committed, &committed, "", &mut found);
+        assert!(found.is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::store::NotificationStore;
 /// from the routes.
 #[derive(OpenApi)]
 #[openapi(info(
+    version = "1.0.0",
     title = "notification-service",
     description = "The denormalised copy of the users (MongoDB notifications_db.user_notifications), kept in sync from user.events."
 ))]

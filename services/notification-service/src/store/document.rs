@@ -7,7 +7,7 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     error::{ErrorKind, WriteFailure},
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 
 use super::{CopyVersion, Notification};
 
@@ -16,8 +16,9 @@ pub(super) const DUPLICATE_KEY: i32 = 11000;
 
 /// A copy as stored, without its `_id` (which is [`key`] of `user_id`; the
 /// original demo's documents have an `ObjectId` there until start-up
-/// re-keys them). The fields after `updated_at` are absent from the demo's
-/// documents and read as their defaults.
+/// re-keys them). The contract's fields must be of their types, or the
+/// document is not a copy; the bookkeeping after them is read as its default
+/// when missing (the demo's documents) or of another type (edited by hand).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredCopy {
     /// Stored as a 32-bit integer; the demo's 64-bit ones are read too.
@@ -26,14 +27,22 @@ pub struct StoredCopy {
     pub email: String,
     pub updated_at: StoredInstant,
     /// The version of the last event applied (0: none known).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub version: i64,
     /// A tombstone: the user was deleted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub deleted: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub event_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub synced_at: Option<bson::DateTime>,
 }
 
@@ -118,12 +127,21 @@ impl StoredCopy {
 #[derive(Debug, Deserialize)]
 pub(super) struct Bookkeeping {
     user_id: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     version: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     deleted: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     synced_at: Option<bson::DateTime>,
+}
+
+/// A bookkeeping field: its value if it is of its type, else its default.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned + Default,
+{
+    Ok(bson::from_bson(Bson::deserialize(deserializer)?).unwrap_or_default())
 }
 
 impl Bookkeeping {
@@ -282,6 +300,39 @@ mod tests {
         let mut tombstone = good;
         tombstone.insert("deleted", true);
         assert_eq!(from_document(tombstone), None);
+    }
+
+    #[test]
+    fn bookkeeping_of_another_type_reads_as_its_default() {
+        let mut edited = to_document(&event(EventType::UserUpdated));
+        edited.insert("version", 4_i32);
+        edited.insert("deleted", Bson::Null);
+        edited.insert("synced_at", "yesterday");
+        edited.insert("event_id", 7_i32);
+        let copy = StoredCopy::read(edited.clone()).expect("still a copy");
+        assert_eq!(
+            (copy.version, copy.deleted, copy.event_id, copy.synced_at),
+            (4, false, None, None)
+        );
+        assert!(from_document(edited.clone()).is_some());
+        let bookkeeping = Bookkeeping::read(edited).expect("bookkeeping");
+        assert_eq!(
+            (
+                bookkeeping.version,
+                bookkeeping.deleted,
+                bookkeeping.synced_at
+            ),
+            (4, false, 0)
+        );
+        // Of their types, they are read as they are.
+        let written = to_document(&event(EventType::UserDeleted));
+        let synced = *written.get_datetime("synced_at").expect("date");
+        let copy = StoredCopy::read(written.clone()).expect("copy");
+        assert_eq!((copy.synced_at, copy.deleted), (Some(synced), true));
+        assert_eq!(
+            Bookkeeping::read(written).expect("bookkeeping").synced_at,
+            synced.timestamp_millis()
+        );
     }
 
     #[test]

@@ -274,15 +274,20 @@ impl NotificationStore {
                     Err(e) => return Err(e),
                 }
             };
-            let seen = current.get_i64("version").unwrap_or(0);
-            // A document that does not read as a copy (edited by hand) is
-            // overwritten by any event, as if at version 0.
-            let current = StoredCopy::read(current);
-            let unchanged = match (mode, &current) {
-                (_, None) => false,
-                (Mode::Live, Some(_)) => seen >= event.version,
-                (Mode::Repair, Some(current)) => {
-                    seen > event.version || (seen == event.version && current.same_state(&wanted))
+            // The stored version as the filter below will compare it.
+            let seen = match current.get("version") {
+                Some(Bson::Int64(v)) => *v,
+                Some(Bson::Int32(v)) => i64::from(*v),
+                _ => 0,
+            };
+            let unchanged = match mode {
+                Mode::Live => seen >= event.version,
+                // A document that does not read as a copy (edited by hand)
+                // is not the same state: a repair overwrites it.
+                Mode::Repair => {
+                    seen > event.version
+                        || (seen == event.version
+                            && StoredCopy::read(current).is_some_and(|c| c.same_state(&wanted)))
                 }
             };
             if unchanged {

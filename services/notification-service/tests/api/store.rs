@@ -4,7 +4,7 @@
 
 use events::EventType::{UserCreated, UserDeleted, UserUpdated};
 use mongodb::bson::{Document, doc};
-use notification_service::store::{self, NotificationStore, Outcome, WriteGuard};
+use notification_service::store::{self, Mode, NotificationStore, Outcome, Write, WriteGuard};
 
 use crate::helpers::{TestApp, event, test_config};
 
@@ -49,6 +49,32 @@ async fn only_a_newer_version_replaces_the_copy_under_either_guard() {
         stale(store.apply(&event(UserUpdated, 4, 5, "v5")).await.unwrap());
         assert_eq!(store.get(4).await.unwrap(), None, "{guard:?}");
         assert!(store.list().await.unwrap().is_empty(), "{guard:?}");
+    }
+}
+
+/// A copy edited by hand into one that does not read (its name gone) keeps
+/// its version guard: an older live event leaves it alone; a repair at its
+/// version mends it.
+#[tokio::test]
+async fn a_copy_that_no_longer_reads_still_refuses_older_events() {
+    for guard in [WriteGuard::CompareAndSet, WriteGuard::SingleWriter] {
+        let store = fresh_store(guard).await;
+        store.apply(&event(UserUpdated, 9, 5, "v5")).await.unwrap();
+        store
+            .database()
+            .collection::<Document>("user_notifications")
+            .update_one(doc! {"_id": store::key(9)}, doc! {"$set": {"name": null}})
+            .await
+            .unwrap();
+        let older = store.apply(&event(UserUpdated, 9, 3, "v3")).await.unwrap();
+        assert_eq!(older, Outcome::Stale, "{guard:?}");
+        assert_eq!(store.get(9).await.unwrap(), None, "not served: {guard:?}");
+        let repair = store
+            .apply_as(&event(UserUpdated, 9, 5, "v5"), Mode::Repair)
+            .await
+            .unwrap();
+        assert_eq!(repair, Write::Updated, "{guard:?}");
+        assert_eq!(store.get(9).await.unwrap().expect("mended").name, "v5");
     }
 }
 

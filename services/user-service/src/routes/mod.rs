@@ -20,6 +20,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// from the routes.
 #[derive(OpenApi)]
 #[openapi(info(
+    version = "1.0.0",
     title = "user-service",
     description = "Owns the users (PostgreSQL). Every change is published on user.events through a transactional outbox."
 ))]

@@ -103,6 +103,7 @@ pub struct ListedUser {
     user: User,
     /// only with `?include=version`
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     version: Option<i64>,
 }
 

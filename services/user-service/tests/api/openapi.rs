@@ -1,7 +1,7 @@
 //! The OpenAPI description at `/openapi.json` against the running service.
 
 use serde_json::Value;
-use testkit::openapi::check_conformance;
+use testkit::openapi::{check_conformance, check_snapshot};
 
 use crate::helpers::TestApp;
 
@@ -25,4 +25,14 @@ async fn every_documented_operation_answers_as_documented_and_nothing_else_is_ro
             .unwrap_or_else(|problems| panic!("id {id}:\n{problems}"));
         assert!(checked >= 25, "only {checked} calls");
     }
+}
+
+/// The committed `openapi.json` is what the code generates (review sees API
+/// changes there; `OPENAPI_UPDATE=1` rewrites it).
+#[test]
+fn the_committed_description_is_the_generated_one() {
+    let (_, generated) = user_service::routes::api(std::time::Duration::from_secs(1));
+    let generated = serde_json::to_value(generated).expect("JSON");
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    check_snapshot(&generated, &committed).unwrap_or_else(|e| panic!("{e}"));
 }
