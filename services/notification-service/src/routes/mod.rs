@@ -9,12 +9,11 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::store::NotificationStore;
 
-/// The description's title and summary; its paths and schemas are generated
-/// from the routes.
+/// The description's title; its paths and schemas come from the routes.
 #[derive(OpenApi)]
 #[openapi(info(
-    version = "1.0.0",
     title = "notification-service",
+    version = "1.0.0",
     description = "The denormalised copy of the users (MongoDB notifications_db.user_notifications), kept in sync from user.events."
 ))]
 struct Description;

@@ -16,12 +16,11 @@ use crate::store::UserStore;
 /// Request bodies larger than this are answered with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The description's title and summary; its paths and schemas are generated
-/// from the routes.
+/// The description's title; its paths and schemas come from the routes.
 #[derive(OpenApi)]
 #[openapi(info(
-    version = "1.0.0",
     title = "user-service",
+    version = "1.0.0",
     description = "Owns the users (PostgreSQL). Every change is published on user.events through a transactional outbox."
 ))]
 struct Description;
