@@ -255,12 +255,11 @@ impl NotificationStore {
     async fn write(&self, event: &UserEvent, mode: Mode) -> mongodb::error::Result<(Write, i64)> {
         let id = key(event.payload.id);
         let wanted = StoredCopy::of(event);
-        let document = wanted.document();
         if event.kind == EventType::UserCreated {
             // Usually the first of its user: one insert, no read (reads are
             // the costly part on FerretDB). If a copy exists, the read below
             // settles it.
-            match self.copies.insert_one(&document).await {
+            match self.copies.insert_one(wanted.document()).await {
                 Ok(_) => return Ok((Write::Inserted, event.version)),
                 Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(e),
@@ -268,7 +267,7 @@ impl NotificationStore {
         }
         loop {
             let Some(current) = self.copies.find_one(doc! {"_id": &id}).await? else {
-                match self.copies.insert_one(&document).await {
+                match self.copies.insert_one(wanted.document()).await {
                     Ok(_) => return Ok((Write::Inserted, event.version)),
                     Err(e) if is_duplicate_key(&e) => continue,
                     Err(e) => return Err(e),
