@@ -17,33 +17,23 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub type Checking<'a> = Pin<Box<dyn Future<Output = Vec<(&'static str, bool)>> + Send + 'a>>;
 
 /// What a service's `/readyz` checks.
-pub trait Dependencies: Clone + Send + Sync + 'static {
+pub trait Dependencies: Send + Sync + 'static {
     /// Each dependency by name, and whether it answers.
     fn check(&self) -> Checking<'_>;
 }
 
 /// A service's dependencies, as `/readyz` takes them from its state.
 #[derive(Clone)]
-pub struct Checks(Arc<dyn CheckDyn>);
+pub struct Checks(Arc<dyn Dependencies>);
 
-trait CheckDyn: Send + Sync {
-    fn check(&self) -> Checking<'_>;
-}
-
-impl<D: Dependencies> CheckDyn for D {
-    fn check(&self) -> Checking<'_> {
-        Dependencies::check(self)
-    }
-}
-
-impl<S: Dependencies> FromRef<S> for Checks {
+impl<S: Dependencies + Clone> FromRef<S> for Checks {
     fn from_ref(state: &S) -> Self {
         Self(Arc::new(state.clone()))
     }
 }
 
 /// `/healthz` and `/readyz`, documented.
-pub fn router<S: Dependencies>() -> OpenApiRouter<S> {
+pub fn router<S: Dependencies + Clone>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
