@@ -1,9 +1,10 @@
 //! JSON error bodies and a JSON body extractor whose rejections are JSON too.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Extension, Json, Router,
+    body::Bytes,
     extract::{DefaultBodyLimit, FromRequest, Request, rejection::JsonRejection},
     http::StatusCode,
     middleware,
@@ -86,9 +87,10 @@ pub async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "no such route")
 }
 
-/// The service's OpenAPI description, as served.
+/// The service's OpenAPI description, as served (shared, not copied, by
+/// each request).
 #[derive(Clone)]
-struct Description(Arc<str>);
+struct Description(Bytes);
 
 /// This description (OpenAPI 3.1, generated from the code).
 #[utoipa::path(
@@ -98,7 +100,7 @@ struct Description(Arc<str>);
 async fn openapi_json(Extension(Description(document)): Extension<Description>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        document.to_string(),
+        document,
     )
         .into_response()
 }
@@ -127,7 +129,7 @@ where
 {
     let (routes, mut description) = routes.split_for_parts();
     description.merge(SharedRoutes::openapi());
-    let served = Description(Arc::from(description.to_json().unwrap_or_else(|e| {
+    let served = Description(Bytes::from(description.to_json().unwrap_or_else(|e| {
         format!(r#"{{"error":"the description did not serialize: {e}"}}"#)
     })));
     let mut router = routes
