@@ -57,24 +57,27 @@ fn example(schema: &Value) -> &Value {
     }
 }
 
-/// Holds the description the code generates to the copy committed at
-/// `path`, so that a change to the API shows in review as a change to that
-/// file. With `OPENAPI_UPDATE` set, writes the file instead.
+/// Holds the description the code generates to the copy committed as
+/// `openapi.json` in `crate_dir` (a service's `CARGO_MANIFEST_DIR`), so that a
+/// change to the API shows in review as a change to that file. With
+/// `OPENAPI_UPDATE` set, writes the file instead.
 ///
 /// # Errors
 /// When the file cannot be read or written, or differs (naming where).
-pub fn check_snapshot(generated: &Value, path: &std::path::Path) -> Result<(), String> {
+pub fn check_snapshot(generated: &impl serde::Serialize, crate_dir: &str) -> Result<(), String> {
+    let generated = serde_json::to_value(generated).map_err(|e| e.to_string())?;
+    let path = std::path::Path::new(crate_dir).join("openapi.json");
     let shown = path.display();
     if std::env::var_os("OPENAPI_UPDATE").is_some() {
-        let text = serde_json::to_string_pretty(generated).map_err(|e| e.to_string())?;
-        return std::fs::write(path, text + "\n").map_err(|e| format!("{shown}: {e}"));
+        let text = serde_json::to_string_pretty(&generated).map_err(|e| e.to_string())?;
+        return std::fs::write(&path, text + "\n").map_err(|e| format!("{shown}: {e}"));
     }
-    let committed = std::fs::read_to_string(path)
+    let committed = std::fs::read_to_string(&path)
         .map_err(|e| format!("{shown}: {e} (OPENAPI_UPDATE=1 writes it)"))?;
     let committed: Value =
         serde_json::from_str(&committed).map_err(|e| format!("{shown}: not JSON: {e}"))?;
     let mut differences = Vec::new();
-    differ(&committed, generated, "", &mut differences);
+    differ(&committed, &generated, "", &mut differences);
     if differences.is_empty() {
         Ok(())
     } else {
