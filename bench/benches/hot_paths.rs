@@ -72,9 +72,13 @@ fn publish(c: &mut Criterion) {
         let js = async_nats::jetstream::new(client);
         let name = format!("BENCH_{}", std::process::id());
         let subject = format!("bench_{}.user.events", std::process::id());
-        events::ensure_stream(&js, &name, &subject, Duration::from_secs(600))
-            .await
-            .ok()?;
+        let spec = events::StreamSpec {
+            name: &name,
+            subject: &subject,
+            max_age: Duration::from_secs(600),
+            replicas: 1,
+        };
+        events::ensure_stream(&js, &spec).await.ok()?;
         Some((js, name, subject))
     });
     let Some((js, stream, subject)) = setup else {

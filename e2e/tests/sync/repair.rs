@@ -6,7 +6,7 @@ use std::time::Duration;
 use mongodb::bson::{Document, doc};
 use notification_service::{
     repair::{self, Drift},
-    store::{NotificationStore, WriteGuard},
+    store::NotificationStore,
 };
 use testkit::wait::eventually;
 
@@ -172,32 +172,6 @@ async fn the_drift_gauge_shows_a_corrupted_copy() {
         },
     )
     .await;
-}
-
-#[tokio::test]
-async fn on_ferretdb_a_repair_refuses_to_run_beside_the_service_and_runs_once_it_is_stopped() {
-    let mut stack = Stack::start().await;
-    let store = stack.repair_store().await;
-    let guard = WriteGuard::detect(store.database())
-        .await
-        .expect("buildInfo");
-    let http = repair::http_client().expect("client");
-    let addr = stack.notifications_addr();
-    let beside = repair::ensure_alone(&http, guard, addr).await;
-    match guard {
-        WriteGuard::SingleWriter => {
-            let refusal = format!(
-                "{:#}",
-                beside.expect_err("FerretDB: refused beside the service")
-            );
-            assert!(refusal.contains("Stop it first"), "{refusal}");
-        }
-        WriteGuard::CompareAndSet => beside.expect("MongoDB: allowed beside the service"),
-    }
-    stack.stop_notifications().await;
-    repair::ensure_alone(&http, guard, addr)
-        .await
-        .expect("allowed once the service is stopped");
 }
 
 #[tokio::test]

@@ -11,6 +11,10 @@ pub struct Stack {
     notifications_config: notification_service::Config,
     users: Running,
     notifications: Running,
+    /// Further instances of each service on the same databases, stream and
+    /// durable consumer ([`Stack::start_scaled_out`]).
+    more_users: Vec<Running>,
+    more_notifications: Vec<Running>,
 }
 
 impl Stack {
@@ -26,6 +30,29 @@ impl Stack {
     /// the process's: only one test may rely on it).
     pub async fn start_with_drift_check(interval: Duration) -> Self {
         Self::start_with(shared::nats_url(), Some(interval)).await
+    }
+
+    /// Two instances of each service: two relays on one outbox, two
+    /// notification-services pulling from one durable consumer.
+    pub async fn start_scaled_out() -> Self {
+        let mut stack = Self::start().await;
+        stack
+            .more_users
+            .push(start_users(stack.users_config.clone()).await);
+        let mut config = stack.notifications_config.clone();
+        config.user_service_url = stack.users.base.clone();
+        stack
+            .more_notifications
+            .push(start_notifications(config).await);
+        stack
+    }
+
+    /// The base URL of every user-service instance.
+    pub fn users_bases(&self) -> Vec<String> {
+        std::iter::once(&self.users)
+            .chain(&self.more_users)
+            .map(|running| running.base.clone())
+            .collect()
     }
 
     async fn start_with(nats_url: String, drift_check: Option<Duration>) -> Self {
@@ -63,6 +90,8 @@ impl Stack {
             notifications_config,
             users,
             notifications,
+            more_users: Vec::new(),
+            more_notifications: Vec::new(),
         }
     }
 
@@ -80,26 +109,16 @@ impl Stack {
         self.users = start_users(self.users_config.clone()).await;
     }
 
-    /// Where notification-service listens (bound to port 0 at start).
-    pub fn notifications_addr(&self) -> std::net::SocketAddr {
-        self.notifications
-            .base
-            .trim_start_matches("http://")
-            .parse()
-            .expect("notification-service's address")
-    }
-
     pub fn notifications_config(&self) -> &notification_service::Config {
         &self.notifications_config
     }
 
-    /// The copy's store as the repair commands open it (compare-and-set).
+    /// The copy's store as the repair commands open it.
     pub async fn repair_store(&self) -> notification_service::store::NotificationStore {
         notification_service::store::NotificationStore::new(
             notification_service::startup::connect_database(&self.notifications_config)
                 .await
                 .expect("database"),
-            notification_service::store::WriteGuard::CompareAndSet,
         )
     }
 
@@ -124,9 +143,14 @@ impl Stack {
     }
 
     pub async fn update_user(&self, id: &Value, name: &str, email: &str) -> Value {
+        self.update_user_at(&self.users.base, id, name, email).await
+    }
+
+    /// Updates a user through the user-service instance at `base`.
+    pub async fn update_user_at(&self, base: &str, id: &Value, name: &str, email: &str) -> Value {
         let response = self
             .http
-            .put(self.users_url(&format!("/users/{id}")))
+            .put(format!("{base}/users/{id}"))
             .json(&json!({"name": name, "email": email}))
             .send()
             .await

@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub mod drift;
 mod stream;
 pub use drift::Drift;
-pub use stream::{DUPLICATE_WINDOW, ensure_stream};
+pub use stream::{DUPLICATE_WINDOW, StreamSpec, ensure_stream};
 
 /// Subject every user change is published on.
 pub const SUBJECT: &str = "user.events";

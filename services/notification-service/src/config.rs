@@ -27,6 +27,8 @@ pub const DEFAULT_MONGODB_URI: &str = "mongodb://localhost:27017";
 pub const DEFAULT_DATABASE: &str = "notifications_db";
 pub const COLLECTION: &str = "user_notifications";
 pub const DEAD_LETTER_COLLECTION: &str = "dead_letters";
+/// Who does the work one instance of several should do (the drift sweep).
+pub const LEASE_COLLECTION: &str = "leases";
 pub const DEFAULT_WORKERS: usize = 8;
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1024;
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);

@@ -1,9 +1,11 @@
 //! The durable JetStream consumer that keeps the copy in sync.
 //!
 //! A dispatcher pulls messages and hands each to one of N workers chosen by
-//! user id, so the events of one user are applied one at a time and in
-//! delivery order (FerretDB's updates are not atomic, and it keeps MongoDB
-//! from doing needless work). A message is acknowledged only after MongoDB
+//! user id, so within an instance the events of one user are applied one at
+//! a time and in delivery order (no compare-and-set lost to a sibling
+//! worker). Several instances may pull from the one durable consumer: each
+//! write is a compare-and-set on the copy's version, so one user's events
+//! applied by two instances at once still leave the newest. A message is acknowledged only after MongoDB
 //! has its effect, or a newer event of its user is about to replace it (see
 //! below). When MongoDB fails, the worker retries the same message
 //! with backoff, telling JetStream it is still working on it, so nothing is
@@ -34,6 +36,7 @@ use anyhow::{Context as _, Result};
 use async_nats::jetstream::{
     self, AckKind, Message,
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    stream::{ClusterInfo, Stream},
 };
 use chrono::Utc;
 use events::{EventType, UserEvent};
@@ -53,6 +56,14 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 const SETUP_RETRY: Duration = Duration::from_secs(1);
 /// How often the consumer's pending and redelivered counts are exported.
 const INFO_INTERVAL: Duration = Duration::from_secs(2);
+/// Each pull asks for up to this many messages and lasts at most
+/// `PULL_EXPIRES`, with heartbeats from the server every `PULL_HEARTBEAT`.
+/// A pull that reached a consumer whose leader had just died (a NATS cluster
+/// electing another) is answered by no one; a short pull bounds how long an
+/// instance waits before asking again (async-nats's default is 30 s).
+const PULL_BATCH: usize = 200;
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 
 pub struct Consumer {
     js: jetstream::Context,
@@ -87,16 +98,11 @@ impl Consumer {
     ///
     /// # Errors
     /// When JetStream is unreachable or refuses the configuration.
-    pub async fn setup(&self) -> Result<PullConsumer> {
-        let stream = events::ensure_stream(
-            &self.js,
-            &self.nats.stream,
-            &self.nats.subject,
-            self.nats.stream_max_age,
-        )
-        .await
-        .context("creating the stream")?;
-        stream
+    pub async fn setup(&self) -> Result<(Stream, PullConsumer)> {
+        let stream = events::ensure_stream(&self.js, &self.nats.stream_spec())
+            .await
+            .context("creating the stream")?;
+        let consumer = stream
             .get_or_create_consumer(
                 &self.config.name,
                 pull::Config {
@@ -110,7 +116,8 @@ impl Consumer {
                 },
             )
             .await
-            .context("creating the durable consumer")
+            .context("creating the durable consumer")?;
+        Ok((stream, consumer))
     }
 
     /// Consumes until `shutdown` completes: then stops pulling, lets the
@@ -118,11 +125,11 @@ impl Consumer {
     /// but not acknowledged are redelivered to the next run.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut consumer = loop {
+        let (mut stream, mut consumer) = loop {
             tokio::select! {
                 () = &mut shutdown => return,
                 setup = self.setup() => match setup {
-                    Ok(consumer) => break consumer,
+                    Ok(ready) => break ready,
                     Err(e) => {
                         tracing::warn!(error = format!("{e:#}"), "JetStream not ready; retrying");
                         tokio::time::sleep(SETUP_RETRY).await;
@@ -146,8 +153,14 @@ impl Consumer {
         }
 
         let mut info_tick = tokio::time::interval(INFO_INTERVAL);
+        let mut peers = Peers::default();
         'pull: loop {
-            let mut messages = match consumer.messages().await {
+            let pull = consumer
+                .stream()
+                .max_messages_per_batch(PULL_BATCH)
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_HEARTBEAT);
+            let mut messages = match pull.messages().await {
                 Ok(messages) => messages,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot pull from the consumer; retrying");
@@ -160,7 +173,7 @@ impl Consumer {
             loop {
                 tokio::select! {
                     () = &mut shutdown => break 'pull,
-                    _ = info_tick.tick() => export_info(&mut consumer).await,
+                    _ = info_tick.tick() => export_info(&mut stream, &mut consumer, &mut peers).await,
                     next = messages.next() => match next {
                         Some(Ok(message)) => {
                             let (shard, task) = route(message, queues.len());
@@ -344,9 +357,9 @@ const KNOWN_MAX: usize = 200_000;
 /// A user's events all go to one worker, and a copy's version never goes
 /// down (a delete keeps it, as a tombstone), so a version known here is at
 /// most the copy's: an event no newer is stale, and a newer one can be
-/// written over it with the write guard's filter. Should the copy have moved on
-/// meanwhile (another instance on MongoDB, or `resync`), the compare-and-set
-/// misses and the event is applied after a read. Only a copy removed by hand
+/// written over it with a compare-and-set on that version. Should the copy
+/// have moved on meanwhile (another instance, or a repair), the
+/// compare-and-set misses and the event is applied after a read. Only a copy removed by hand
 /// is not seen: events older than the known version are then skipped, as
 /// they would have been; newer ones recreate the copy, and `resync` restores
 /// the rest. When full, it starts afresh (unknown copies are only read).
@@ -567,6 +580,21 @@ pub fn register_metrics() {
         "consumer_redelivered_messages",
         "Messages delivered more than once and not yet acknowledged."
     );
+    describe_gauge!("nats_stream_messages", "Messages the stream holds.");
+    for what in ["stream", "consumer"] {
+        describe_gauge!(
+            format!("nats_{what}_leader"),
+            format!("1 on the NATS server that leads the {what}'s replica group, by peer.")
+        );
+        describe_gauge!(
+            format!("nats_{what}_replica_current"),
+            format!("1 when the peer's copy of the {what} is current (the leader is).")
+        );
+        describe_gauge!(
+            format!("nats_{what}_replica_lag"),
+            format!("Operations the peer's copy of the {what} is behind its leader.")
+        );
+    }
     for kind in [
         EventType::UserCreated,
         EventType::UserUpdated,
@@ -593,7 +621,10 @@ async fn ack(message: &Message, kind: AckKind) {
     }
 }
 
-async fn export_info(consumer: &mut PullConsumer) {
+/// Exports the consumer's counts and the cluster's state: which server
+/// leads the stream and the consumer, and how far each replica of the stream
+/// is behind.
+async fn export_info(stream: &mut Stream, consumer: &mut PullConsumer, peers: &mut Peers) {
     match consumer.info().await {
         Ok(info) => {
             #[allow(clippy::cast_precision_loss)]
@@ -602,9 +633,89 @@ async fn export_info(consumer: &mut PullConsumer) {
                 metrics::gauge!("consumer_ack_pending_messages").set(info.num_ack_pending as f64);
                 metrics::gauge!("consumer_redelivered_messages").set(info.num_redelivered as f64);
             }
+            peers.export("nats_consumer", info.cluster.as_ref());
         }
         Err(e) => tracing::debug!(error = %e, "cannot read consumer info"),
     }
+    match stream.info().await {
+        Ok(info) => {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("nats_stream_messages").set(info.state.messages as f64);
+            let cluster = info.cluster.clone();
+            peers.export("nats_stream", cluster.as_ref());
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read stream info"),
+    }
+}
+
+/// The servers seen in a stream's or consumer's replica group, so that one
+/// no longer listed (or no longer leading) reads 0 rather than its last value.
+#[derive(Default)]
+struct Peers {
+    seen: HashMap<&'static str, HashSet<String>>,
+}
+
+impl Peers {
+    /// Sets `<prefix>_leader{peer}` (1 on the leader), `<prefix>_replica_current{peer}`
+    /// and `<prefix>_replica_lag{peer}` (operations behind the leader) for every
+    /// server of the group, the leader included (current, no lag).
+    fn export(&mut self, prefix: &'static str, cluster: Option<&ClusterInfo>) {
+        let mut now: Vec<PeerState> = Vec::new();
+        if let Some(cluster) = cluster {
+            if let Some(leader) = &cluster.leader {
+                now.push(PeerState {
+                    name: leader.clone(),
+                    leader: true,
+                    current: true,
+                    lag: 0,
+                });
+            }
+            now.extend(cluster.replicas.iter().map(|peer| PeerState {
+                name: peer.name.clone(),
+                leader: false,
+                current: peer.current && !peer.offline,
+                lag: peer.lag.unwrap_or(0),
+            }));
+        }
+        let seen = self.seen.entry(prefix).or_default();
+        for gone in seen
+            .iter()
+            .filter(|name| !now.iter().any(|p| &&p.name == name))
+        {
+            set_peer(
+                prefix,
+                &PeerState {
+                    name: gone.clone(),
+                    leader: false,
+                    current: false,
+                    lag: 0,
+                },
+            );
+        }
+        for peer in &now {
+            set_peer(prefix, peer);
+            seen.insert(peer.name.clone());
+        }
+    }
+}
+
+struct PeerState {
+    name: String,
+    leader: bool,
+    current: bool,
+    lag: u64,
+}
+
+fn set_peer(prefix: &str, peer: &PeerState) {
+    let labels = [("peer", peer.name.clone())];
+    metrics::gauge!(format!("{prefix}_leader"), &labels).set(if peer.leader { 1.0 } else { 0.0 });
+    metrics::gauge!(format!("{prefix}_replica_current"), &labels).set(if peer.current {
+        1.0
+    } else {
+        0.0
+    });
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(format!("{prefix}_replica_lag"), &labels).set(peer.lag as f64);
 }
 
 #[cfg(test)]

@@ -15,9 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use notification_service::{
-    Config, build, repair,
-    startup::connect_database,
-    store::{NotificationStore, WriteGuard},
+    Config, build, repair, startup::connect_database, store::NotificationStore,
 };
 
 const USAGE: &str = "usage: notification-service [serve | drift | replay | resync]";
@@ -52,17 +50,11 @@ async fn serve() -> Result<()> {
 
 async fn tool(command: &str) -> Result<ExitCode> {
     let config = Config::from_env()?;
-    // On MongoDB a repair may run beside the service: compare-and-set on
-    // every update. On FerretDB (not atomic) replay and resync refuse to.
+    // A repair may run beside the service (any number of instances): every
+    // update is a compare-and-set on the copy's version.
     let db = connect_database(&config).await?;
     let http = repair::http_client()?;
-    if command != "drift" {
-        let guard = WriteGuard::detect(&db)
-            .await
-            .context("asking MongoDB what it is (MONGODB_URI)")?;
-        repair::ensure_alone(&http, guard, config.addr).await?;
-    }
-    let store = NotificationStore::new(db, WriteGuard::CompareAndSet);
+    let store = NotificationStore::new(db);
     store
         .prepare()
         .await
@@ -78,11 +70,7 @@ async fn tool(command: &str) -> Result<ExitCode> {
             });
         }
         "replay" => {
-            let nats = async_nats::ConnectOptions::new()
-                .connection_timeout(std::time::Duration::from_secs(5))
-                .connect(config.nats.url.as_str())
-                .await
-                .context("connecting to NATS (NATS_URL)")?;
+            let nats = config.nats.connect_once().await?;
             let js = async_nats::jetstream::new(nats);
             serde_json::to_string(
                 &repair::replay(&js, &config.nats.stream, &config.nats.subject, &store).await?,

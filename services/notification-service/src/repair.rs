@@ -4,20 +4,20 @@
 //!
 //! Replay and resync write through [`Mode::Repair`]: only a newer state
 //! replaces a copy, or the same version when the copy differs from it (a
-//! copy edited by hand). Under compare-and-set (MongoDB) they are safe while
-//! the service runs. On FerretDB, whose updates are not atomic, they refuse
-//! to run beside the service ([`ensure_alone`]).
+//! copy edited by hand). Every update is a compare-and-set on the copy's
+//! version, so they are safe while the service (any number of instances)
+//! runs.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use chrono::{DateTime, Utc};
 use events::{EventType, UserEvent, UserPayload, drift::Fields};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Mode, Notification, NotificationStore, Write, WriteGuard};
+use crate::store::{Mode, Notification, NotificationStore, Write};
 
 /// A user as user-service's `GET /users` returns it (the contract's fields,
 /// and `version` when asked with `?include=version`).
@@ -128,45 +128,6 @@ pub async fn drift(
         source.iter().map(SourceUser::fields),
         copies.iter().map(Notification::fields),
     ))
-}
-
-/// Refuses a replay or resync beside a running notification-service when the
-/// copy is on FerretDB: its updates are not atomic, so two writers of one user
-/// can undo each other (only one writer per user is safe there). On MongoDB
-/// (compare-and-set) it always allows. "Running" means something answers
-/// `/healthz` at the service's address (`NOTIFICATION_SERVICE_ADDR`).
-///
-/// # Errors
-/// When the copy is on FerretDB and the service answers, with what to do.
-pub async fn ensure_alone(
-    http: &reqwest::Client,
-    guard: WriteGuard,
-    service_addr: SocketAddr,
-) -> Result<()> {
-    if guard != WriteGuard::SingleWriter {
-        return Ok(());
-    }
-    let host = if service_addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], service_addr.port()))
-    } else {
-        service_addr
-    };
-    let url = format!("http://{host}/healthz");
-    let answers = http
-        .get(&url)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    if answers {
-        bail!(
-            "notification-service is running ({url} answers), and the copy is on FerretDB, whose \
-             updates are not atomic: a repair beside the service could undo its writes. Stop it \
-             first (process-compose process stop notification-service), repair, then start it \
-             again; with MongoDB a repair may run beside the service"
-        );
-    }
-    Ok(())
 }
 
 /// Rebuilds the copy from every event the stream still holds, up to the last
@@ -288,6 +249,9 @@ pub async fn resync(
 /// Source users the drift gauge checks per tick.
 pub const DRIFT_PAGE: usize = 1000;
 
+/// The lease whose holder measures the drift (one instance of several).
+pub const DRIFT_LEASE: &str = "drift-sweep";
+
 /// Measures the drift a page at a time, one page every `interval`, and
 /// exports it as `sync_drift_users{kind}` at the end of each sweep over the
 /// source, until the task is dropped. A page is [`DRIFT_PAGE`] source users
@@ -295,32 +259,54 @@ pub const DRIFT_PAGE: usize = 1000;
 /// so a tick costs the same at any number of users; `extra` is counted once a
 /// sweep (live copies not matched by a source user). With N users a sweep
 /// takes N / 1000 intervals; `notification-service drift` compares all at once.
+///
+/// With several instances, only the one holding the [`DRIFT_LEASE`] sweeps
+/// (`sync_drift_sweeping` is 1 there); the others export zeros and take over
+/// when its lease runs out, three intervals after it stops renewing it.
 pub async fn watch_drift(
     http: reqwest::Client,
     users_url: String,
     store: NotificationStore,
     interval: Duration,
 ) {
+    // Unique to this process (its random part and a counter).
+    let holder = mongodb::bson::oid::ObjectId::new().to_hex();
+    let ttl = (interval * 3).max(Duration::from_secs(10));
     let mut sweep = Sweep::new(DRIFT_PAGE);
     loop {
-        match sweep.next_page(&http, &users_url, &store).await {
-            Ok(Some(d)) => {
-                #[allow(clippy::cast_precision_loss)]
-                for (kind, n) in [
-                    ("missing", d.missing),
-                    ("stale", d.stale),
-                    ("extra", d.extra),
-                ] {
-                    metrics::gauge!("sync_drift_users", "kind" => kind).set(n as f64);
+        match store.hold_lease(DRIFT_LEASE, &holder, ttl).await {
+            Ok(true) => {
+                metrics::gauge!("sync_drift_sweeping").set(1.0);
+                match sweep.next_page(&http, &users_url, &store).await {
+                    Ok(Some(drift)) => export_drift(&drift),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "drift check failed");
+                        sweep = Sweep::new(DRIFT_PAGE);
+                    }
                 }
             }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "drift check failed");
+            Ok(false) => {
+                // Another instance sweeps: its figures are the ones to read.
+                metrics::gauge!("sync_drift_sweeping").set(0.0);
+                export_drift(&Drift::default());
                 sweep = Sweep::new(DRIFT_PAGE);
             }
+            // MongoDB is down: nothing can be measured; keep the last figures.
+            Err(e) => tracing::warn!(error = %e, "cannot take the drift sweep's lease"),
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+fn export_drift(drift: &Drift) {
+    #[allow(clippy::cast_precision_loss)]
+    for (kind, n) in [
+        ("missing", drift.missing),
+        ("stale", drift.stale),
+        ("extra", drift.extra),
+    ] {
+        metrics::gauge!("sync_drift_users", "kind" => kind).set(n as f64);
     }
 }
 
@@ -392,6 +378,11 @@ pub fn register_metrics() {
         "sync_drift_users",
         "Users whose copy differs from the source at the last drift check, by kind (missing, stale, extra)."
     );
+    metrics::describe_gauge!(
+        "sync_drift_sweeping",
+        "1 on the instance that measures the drift (it holds the sweep's lease), 0 on the others."
+    );
+    metrics::gauge!("sync_drift_sweeping").set(0.0);
     for kind in ["missing", "stale", "extra"] {
         metrics::gauge!("sync_drift_users", "kind" => kind).set(0.0);
     }

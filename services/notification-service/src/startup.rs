@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use mongodb::options::ClientOptions;
+use mongodb::options::{ClientOptions, DatabaseOptions, WriteConcern};
 use service_kit::serve::{Service, StopWorker, Worker};
 use tokio::net::TcpListener;
 
@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     consumer::Consumer,
     routes::{AppState, router},
-    store::NotificationStore,
+    store::{NotificationStore, Server},
 };
 
 /// How long a MongoDB operation waits for a reachable server before failing
@@ -34,7 +34,6 @@ pub async fn build(config: Config) -> Result<Service> {
     crate::consumer::register_metrics();
     crate::repair::register_metrics();
     let store = connect_store(&config).await?;
-    tracing::info!(write_guard = store.guard().as_str(), "MongoDB reached");
     store
         .prepare()
         .await
@@ -76,7 +75,10 @@ pub async fn build(config: Config) -> Result<Service> {
     ))
 }
 
-/// A client for `MONGODB_URI`, on the database `MONGODB_DATABASE`.
+/// A client for `MONGODB_URI`, on the database `MONGODB_DATABASE`, whose
+/// writes ask for the URI's write concern, or `w: majority` when it names
+/// none (a write acknowledged by one member of a replica set can be rolled
+/// back when it fails over, and the event would be acknowledged all the same).
 ///
 /// # Errors
 /// When `MONGODB_URI` is invalid.
@@ -86,17 +88,28 @@ pub async fn connect_database(config: &Config) -> Result<mongodb::Database> {
         .context("parsing MONGODB_URI")?;
     options.app_name = Some("notification-service".to_owned());
     options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
+    let write_concern = options
+        .write_concern
+        .clone()
+        .unwrap_or_else(WriteConcern::majority);
     let client = mongodb::Client::with_options(options).context("creating the MongoDB client")?;
-    Ok(client.database(&config.database))
+    Ok(client.database_with_options(
+        &config.database,
+        DatabaseOptions::builder()
+            .write_concern(write_concern)
+            .build(),
+    ))
 }
 
-/// The store on [`connect_database`], with the write guard that suits the
-/// server.
+/// The store on [`connect_database`], once the server answers.
 ///
 /// # Errors
 /// When `MONGODB_URI` is invalid or the server does not answer.
 pub async fn connect_store(config: &Config) -> Result<NotificationStore> {
-    NotificationStore::open(connect_database(config).await?)
+    let db = connect_database(config).await?;
+    let server = Server::detect(&db)
         .await
-        .context("reaching MongoDB (MONGODB_URI)")
+        .context("reaching MongoDB (MONGODB_URI)")?;
+    tracing::info!(server = server.as_str(), "MongoDB reached");
+    Ok(NotificationStore::new(db))
 }

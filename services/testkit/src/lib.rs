@@ -13,7 +13,7 @@ pub mod skip;
 pub mod wait;
 
 pub use names::Names;
-pub use process::{FerretDb, NatsServer};
+pub use process::{FerretDb, NatsCluster, NatsServer};
 pub use running::Running;
 
 /// Shows the services' logs in a test's output, filtered by `RUST_LOG`

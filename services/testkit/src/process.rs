@@ -1,5 +1,6 @@
 //! Private servers a test can stop and start again on the same port and data:
-//! NATS with JetStream, and FerretDB (the MongoDB of the tests). Their
+//! NATS with JetStream (one server, or a cluster of three), and FerretDB (the
+//! MongoDB of the tests). Their
 //! binaries come from PATH, as `./scripts/test` sets it.
 
 use std::{
@@ -52,10 +53,16 @@ struct Server {
 
 impl Server {
     fn start(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait()
+    }
+
+    /// Starts the process without waiting for it to listen.
+    fn spawn(&mut self) -> Result<()> {
         if self.child.is_some() {
             return Ok(());
         }
-        let mut child = Command::new(self.program)
+        let child = Command::new(self.program)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -67,8 +74,19 @@ impl Server {
                     self.program
                 )
             })?;
-        wait_for_port(self.port, &mut child, self.name)?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the process listens on its port.
+    fn wait(&mut self) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("{} is not running", self.name);
+        };
+        if let Err(e) = wait_for_port(self.port, child, self.name) {
+            self.kill();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -128,6 +146,88 @@ impl NatsServer {
     /// When nats-server cannot be started.
     pub fn restart(&mut self) -> Result<()> {
         self.0.start()
+    }
+}
+
+/// Three private `nats-server`s forming one JetStream cluster on loopback
+/// (nodes `n1`, `n2`, `n3`), each with its store in a scratch directory that
+/// survives restarts, so a node can be killed and brought back.
+pub struct NatsCluster {
+    nodes: Vec<(String, Server)>,
+    client_ports: Vec<u16>,
+}
+
+impl NatsCluster {
+    /// # Errors
+    /// When a nats-server cannot be started.
+    pub fn start() -> Result<Self> {
+        let dir = scratch_dir("nats-cluster");
+        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for (n, (&client, &route)) in client_ports.iter().zip(&route_ports).enumerate() {
+            let name = format!("n{}", n + 1);
+            let routes: Vec<String> = route_ports
+                .iter()
+                .filter(|&&other| other != route)
+                .map(|other| format!("\"nats-route://127.0.0.1:{other}\""))
+                .collect();
+            let config = dir.join(format!("{name}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: {name}\nlisten: 127.0.0.1:{client}\n\
+                     jetstream {{ store_dir: \"{store}\", max_memory_store: 64MB, max_file_store: 1GB }}\n\
+                     cluster {{ name: test, listen: 127.0.0.1:{route}, routes: [{routes}] }}\n",
+                    store = dir.join(&name).display(),
+                    routes = routes.join(", "),
+                ),
+            )?;
+            let server = Server {
+                name: "nats-server",
+                program: "nats-server",
+                args: vec!["-c".into(), config.display().to_string()],
+                port: client,
+                child: None,
+            };
+            nodes.push((name, server));
+        }
+        // All three at once: a node waits for its peers to elect a leader.
+        for (_, server) in &mut nodes {
+            server.spawn()?;
+        }
+        for (_, server) in &mut nodes {
+            server.wait()?;
+        }
+        Ok(Self {
+            nodes,
+            client_ports,
+        })
+    }
+
+    /// Every node, as `NATS_URL` takes them (comma-separated).
+    pub fn url(&self) -> String {
+        self.client_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills node `name` (`n1`, `n2` or `n3`) with SIGKILL, as a crash would.
+    pub fn kill(&mut self, name: &str) {
+        if let Some((_, server)) = self.nodes.iter_mut().find(|(n, _)| n == name) {
+            server.kill();
+        }
+    }
+
+    /// # Errors
+    /// When the node cannot be started.
+    pub fn restart(&mut self, name: &str) -> Result<()> {
+        match self.nodes.iter_mut().find(|(n, _)| n == name) {
+            Some((_, server)) => server.start(),
+            None => bail!("no node {name}: the cluster has n1, n2 and n3"),
+        }
     }
 }
 

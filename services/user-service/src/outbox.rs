@@ -1,10 +1,16 @@
 //! Reading the outbox: the relay's side of the table.
+//!
+//! Several user-service instances may relay at once. Each claims a batch of
+//! unpublished rows inside a transaction (`FOR UPDATE SKIP LOCKED`), publishes
+//! them, stamps them and commits: rows another relay holds are skipped, so
+//! each row is published by one relay, and a relay that dies releases its
+//! rows with its connection.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use events::UserEvent;
-use sqlx::{PgPool, types::Json};
+use sqlx::{PgConnection, PgPool, types::Json};
 
 /// An event waiting to be published.
 #[derive(Debug, sqlx::FromRow)]
@@ -21,16 +27,19 @@ pub struct Backlog {
     pub oldest_age: Duration,
 }
 
-/// The oldest unpublished events, in commit order, at most `limit`.
+/// Claims the oldest unpublished events no other relay holds, in commit
+/// order, at most `limit`: they stay locked until the caller's transaction
+/// ends.
 ///
 /// # Errors
 /// When the database fails.
-pub async fn pending(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Pending>> {
+pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Pending>> {
     sqlx::query_as(
-        "SELECT id, event, created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        "SELECT id, event, created_at FROM outbox WHERE published_at IS NULL \
+         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(tx)
     .await
 }
 
@@ -39,13 +48,13 @@ pub async fn pending(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Pending>> {
 /// # Errors
 /// When the database fails; the rows are then published again later, and the
 /// stream's duplicate window or the consumer's version guard drops the copy.
-pub async fn mark_published(pool: &PgPool, ids: &[i64]) -> sqlx::Result<()> {
+pub async fn mark_published(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)")
         .bind(ids)
-        .execute(pool)
+        .execute(tx)
         .await?;
     Ok(())
 }

@@ -103,7 +103,8 @@ impl Relay {
         }
     }
 
-    /// Publishes every unpublished row, oldest first, in batches.
+    /// Publishes every unpublished row no other relay holds, oldest first,
+    /// in batches: each claimed, published and stamped in one transaction.
     ///
     /// # Errors
     /// When the database fails, or JetStream does not acknowledge an event;
@@ -111,17 +112,20 @@ impl Relay {
     pub async fn drain(&mut self) -> Result<Drained> {
         let mut total = Drained::default();
         loop {
-            let batch = outbox::pending(&self.pool, self.config.batch_size)
+            let mut tx = self.pool.begin().await.context("reading the outbox")?;
+            let batch = outbox::claim(&mut tx, self.config.batch_size)
                 .await
                 .context("reading the outbox")?;
             if batch.is_empty() {
+                tx.commit().await.context("reading the outbox")?;
                 return Ok(total);
             }
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= self.config.batch_size;
             let (acked, result) = self.publish(&batch).await;
-            outbox::mark_published(&self.pool, &acked.ids)
+            outbox::mark_published(&mut tx, &acked.ids)
                 .await
                 .context("stamping published rows")?;
+            tx.commit().await.context("stamping published rows")?;
             total.published += acked.ids.len();
             total.duplicates += acked.duplicates;
             result?;
@@ -138,12 +142,8 @@ impl Relay {
         if !self.stream_ready {
             // Bounded: while NATS is down the client's requests can wait for
             // the reconnect far longer than their own timeout.
-            let ensure = events::ensure_stream(
-                &self.js,
-                &self.nats.stream,
-                &self.nats.subject,
-                self.nats.stream_max_age,
-            );
+            let spec = self.nats.stream_spec();
+            let ensure = events::ensure_stream(&self.js, &spec);
             match tokio::time::timeout(self.config.publish_timeout, ensure).await {
                 Ok(Ok(_)) => self.stream_ready = true,
                 Ok(Err(e)) => {

@@ -35,8 +35,14 @@ impl NotificationStore {
             .await?;
         for mut document in misfiled {
             if let Some(id @ Bson::String(_)) = document.get("_id").cloned() {
+                // Only if still without one: another instance starting
+                // beside this one may have adopted it, and an event written
+                // a version since.
                 self.copies
-                    .update_one(doc! {"_id": id}, doc! {"$set": {"version": 0_i64}})
+                    .update_one(
+                        doc! {"_id": id, "version": {"$exists": false}},
+                        doc! {"$set": {"version": 0_i64}},
+                    )
                     .await?;
                 continue;
             }

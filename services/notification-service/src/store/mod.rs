@@ -18,6 +18,7 @@ use mongodb::{
     Collection, Database,
     bson::{self, Bson, Document, doc},
     error::ErrorKind,
+    options::WriteConcern,
 };
 use serde::Serialize;
 
@@ -25,13 +26,14 @@ use crate::config::{COLLECTION, DEAD_LETTER_COLLECTION};
 
 mod dead_letters;
 mod document;
-mod guard;
+mod lease;
 mod legacy;
+mod server;
 
 pub use dead_letters::{DeadLetter, StoredDeadLetter};
 use document::{Bookkeeping, DUPLICATE_KEY, as_user_id, is_duplicate_key};
 pub use document::{StoredCopy, StoredInstant, from_document, key, to_document};
-pub use guard::WriteGuard;
+pub use server::Server;
 
 /// A user's copy as the API returns it (the original demo's shape; its
 /// OpenAPI schema is derived from this type).
@@ -89,35 +91,31 @@ pub struct CopyVersion {
     pub synced_at: i64,
 }
 
+/// The copy. Every write is guarded by the copy's version in its filter
+/// (a compare-and-set, atomic per document), so any number of writers, such
+/// as several notification-service instances and a repair, may write at once.
 #[derive(Clone)]
 pub struct NotificationStore {
     db: Database,
     copies: Collection<Document>,
     dead_letters: Collection<StoredDeadLetter>,
-    guard: WriteGuard,
+    /// The write concern the batched update asks for (`db`'s, which
+    /// collection writes use too; `majority` when it has none).
+    write_concern: Document,
 }
 
 impl NotificationStore {
-    pub fn new(db: Database, guard: WriteGuard) -> Self {
+    pub fn new(db: Database) -> Self {
+        let concern = db
+            .write_concern()
+            .cloned()
+            .unwrap_or_else(WriteConcern::majority);
         Self {
             copies: db.collection(COLLECTION),
             dead_letters: db.collection(DEAD_LETTER_COLLECTION),
+            write_concern: bson::to_document(&concern).unwrap_or_else(|_| doc! {"w": "majority"}),
             db,
-            guard,
         }
-    }
-
-    /// A store with the write guard that suits the server behind `db`.
-    ///
-    /// # Errors
-    /// When the server does not answer.
-    pub async fn open(db: Database) -> mongodb::error::Result<Self> {
-        let guard = WriteGuard::detect(&db).await?;
-        Ok(Self::new(db, guard))
-    }
-
-    pub fn guard(&self) -> WriteGuard {
-        self.guard
     }
 
     pub fn database(&self) -> &Database {
@@ -190,12 +188,16 @@ impl NotificationStore {
 
     /// Writes each event's state over its copy if that is older, in one
     /// `update` command (on FerretDB a command costs more than a statement in
-    /// it). With the copy's version known (`Some`), the filter is as
-    /// [`WriteGuard`] says; without, it is `{_id, version: {$lt: event's}}`,
-    /// a compare-and-set on MongoDB, and correct on FerretDB because one
-    /// writer per user sends it. Returns whether every statement matched; if
-    /// not (no copy, a newer one, or one changed since it was known), apply
-    /// the events one by one, which reads first.
+    /// it), with the store's write concern. With the copy's version known
+    /// (`Some`), the filter is `{_id, version: <known>}`; without, it is
+    /// `{_id, version: {$lt: event's}}`: compare-and-sets both. Returns
+    /// whether the command settled every write ([`settled`]); if not (no
+    /// copy, a newer one, one changed since it was known, or a write concern
+    /// not met), apply the events one by one, which reads first and retries.
+    ///
+    /// `run_command` applies no default write concern and is never retried
+    /// by the driver, which is why the concern is in the command and the
+    /// reply is checked here.
     ///
     /// # Errors
     /// When MongoDB fails; some copies may be written, and applying the
@@ -212,27 +214,23 @@ impl NotificationStore {
             .map(|&(event, known)| {
                 let fields = StoredCopy::of(event).fields();
                 let id = key(event.payload.id);
-                let filter = match (known, self.guard) {
-                    (None, _) => doc! {"_id": id, "version": {"$lt": event.version}},
-                    (Some(version), WriteGuard::CompareAndSet) => {
-                        doc! {"_id": id, "version": version}
-                    }
-                    (Some(_), WriteGuard::SingleWriter) => doc! {"_id": id},
+                let filter = match known {
+                    None => doc! {"_id": id, "version": {"$lt": event.version}},
+                    Some(version) => doc! {"_id": id, "version": version},
                 };
                 doc! {"q": filter, "u": {"$set": fields}}
             })
             .collect();
         let reply = self
             .db
-            .run_command(doc! {"update": COLLECTION, "updates": statements, "ordered": false})
+            .run_command(doc! {
+                "update": COLLECTION,
+                "updates": statements,
+                "ordered": false,
+                "writeConcern": self.write_concern.clone(),
+            })
             .await?;
-        let matched = match reply.get("n") {
-            Some(Bson::Int32(n)) => i64::from(*n),
-            Some(Bson::Int64(n)) => *n,
-            _ => -1,
-        };
-        Ok(!reply.contains_key("writeErrors")
-            && usize::try_from(matched).is_ok_and(|n| n == writes.len()))
+        Ok(settled(&reply, writes.len()))
     }
 
     /// Writes `event`'s state if it is newer than the copy, or, under
@@ -241,9 +239,9 @@ impl NotificationStore {
     /// A create is first tried as an insert. Otherwise: reads the copy; if it
     /// is newer (or as new, and not to be repaired), nothing is written. If
     /// there is no copy, inserts one (should another writer insert first, the
-    /// `_id` clash sends us round again). Otherwise updates it, guarded as
-    /// [`WriteGuard`] says (under compare-and-set, losing a race sends us
-    /// round again).
+    /// `_id` clash sends us round again). Otherwise updates it if its version
+    /// is still the one read (a compare-and-set: losing a race to another
+    /// writer sends us round again).
     ///
     /// # Errors
     /// When MongoDB fails; nothing is half-applied, so the event can be retried.
@@ -292,13 +290,12 @@ impl NotificationStore {
             if unchanged {
                 return Ok((Write::Unchanged, seen));
             }
-            let filter = match self.guard {
-                WriteGuard::CompareAndSet => doc! {"_id": &id, "version": seen},
-                WriteGuard::SingleWriter => doc! {"_id": &id},
-            };
             let updated = self
                 .copies
-                .update_one(filter, doc! {"$set": wanted.fields()})
+                .update_one(
+                    doc! {"_id": &id, "version": seen},
+                    doc! {"$set": wanted.fields()},
+                )
                 .await?;
             if updated.matched_count > 0 {
                 return Ok((Write::Updated, event.version));
@@ -385,5 +382,68 @@ impl NotificationStore {
     pub async fn get(&self, user_id: i32) -> mongodb::error::Result<Option<Notification>> {
         let document = self.copies.find_one(doc! {"_id": key(user_id)}).await?;
         Ok(document.and_then(from_document))
+    }
+}
+
+/// Whether an `update` command's reply says every one of its `statements`
+/// matched and is as durable as its write concern asked. A write concern
+/// error comes back with `ok: 1` and every statement counted in `n`: such a
+/// write may be rolled back (a replica set failing over), so it is not
+/// settled.
+fn settled(reply: &Document, statements: usize) -> bool {
+    let matched = match reply.get("n") {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        _ => -1,
+    };
+    let ok = match reply.get("ok") {
+        Some(Bson::Double(ok)) => *ok == 1.0,
+        Some(Bson::Int32(ok)) => *ok == 1,
+        Some(Bson::Int64(ok)) => *ok == 1,
+        _ => false,
+    };
+    ok && !reply.contains_key("writeErrors")
+        && !reply.contains_key("writeConcernError")
+        && usize::try_from(matched).is_ok_and(|n| n == statements)
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::doc;
+
+    use super::settled;
+
+    #[test]
+    fn an_update_is_settled_only_when_every_statement_matched_durably() {
+        let cases = [
+            (
+                doc! {"n": 2, "nModified": 2, "ok": 1.0},
+                true,
+                "all matched",
+            ),
+            (doc! {"n": 2_i64, "ok": 1}, true, "int64 n, int32 ok"),
+            (
+                doc! {"n": 1, "nModified": 1, "ok": 1.0},
+                false,
+                "one missed",
+            ),
+            (
+                doc! {"n": 2, "ok": 1.0, "writeErrors": [{"index": 1, "code": 11000}]},
+                false,
+                "a write error",
+            ),
+            (
+                doc! {"n": 2, "nModified": 2, "ok": 1.0,
+                "writeConcernError": {"code": 64, "codeName": "WriteConcernFailed",
+                    "errmsg": "waiting for replication timed out"}},
+                false,
+                "the write concern was not met: it may be rolled back",
+            ),
+            (doc! {"n": 2, "ok": 0.0}, false, "not ok"),
+            (doc! {"ok": 1.0}, false, "no count"),
+        ];
+        for (reply, expected, why) in cases {
+            assert_eq!(settled(&reply, 2), expected, "{why}: {reply}");
+        }
     }
 }

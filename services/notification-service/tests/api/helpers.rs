@@ -107,9 +107,7 @@ impl TestApp {
         let client = mongodb::Client::with_uri_str(&self.config.mongodb_uri)
             .await
             .expect("mongo client");
-        NotificationStore::open(client.database(&self.config.database))
-            .await
-            .expect("store")
+        NotificationStore::new(client.database(&self.config.database))
     }
 }
 
@@ -125,9 +123,13 @@ impl Publisher {
     async fn js(&self) -> jetstream::Context {
         let client = async_nats::connect(&self.nats_url).await.expect("nats");
         let js = jetstream::new(client);
-        events::ensure_stream(&js, &self.stream, &self.subject, Duration::from_secs(3600))
-            .await
-            .expect("stream");
+        let spec = events::StreamSpec {
+            name: &self.stream,
+            subject: &self.subject,
+            max_age: Duration::from_secs(3600),
+            replicas: 1,
+        };
+        events::ensure_stream(&js, &spec).await.expect("stream");
         js
     }
 

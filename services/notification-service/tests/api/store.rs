@@ -1,10 +1,10 @@
-//! The store alone, against the real server: the version guard under both
-//! write guards, re-keying of older documents, and that every per-user query
-//! is one FerretDB serves from its primary key.
+//! The store alone, against the real server: the version guard, atomic
+//! under concurrent writers, re-keying of older documents, and that every
+//! per-user query is one FerretDB serves from its primary key.
 
 use events::EventType::{UserCreated, UserDeleted, UserUpdated};
 use mongodb::bson::{Document, doc};
-use notification_service::store::{self, Mode, NotificationStore, Outcome, Write, WriteGuard};
+use notification_service::store::{self, Mode, NotificationStore, Outcome, Server, Write};
 
 use crate::helpers::{TestApp, event, test_config};
 
@@ -17,39 +17,37 @@ async fn fresh_database() -> (mongodb::Database, notification_service::Config) {
     (client.database(&config.database), config)
 }
 
-async fn fresh_store(guard: WriteGuard) -> NotificationStore {
+async fn fresh_store() -> NotificationStore {
     let (db, _) = fresh_database().await;
-    let store = NotificationStore::new(db, guard);
+    let store = NotificationStore::new(db);
     store.prepare().await.expect("prepare");
     store
 }
 
 #[tokio::test]
-async fn only_a_newer_version_replaces_the_copy_under_either_guard() {
-    for guard in [WriteGuard::CompareAndSet, WriteGuard::SingleWriter] {
-        let store = fresh_store(guard).await;
-        let applied = |outcome| assert_eq!(outcome, Outcome::Applied, "{guard:?}");
-        let stale = |outcome| assert_eq!(outcome, Outcome::Stale, "{guard:?}");
+async fn only_a_newer_version_replaces_the_copy() {
+    let store = fresh_store().await;
+    let applied = |outcome| assert_eq!(outcome, Outcome::Applied);
+    let stale = |outcome| assert_eq!(outcome, Outcome::Stale);
 
-        applied(store.apply(&event(UserUpdated, 4, 2, "v2")).await.unwrap());
-        stale(store.apply(&event(UserCreated, 4, 1, "v1")).await.unwrap());
-        stale(
-            store
-                .apply(&event(UserUpdated, 4, 2, "v2 again"))
-                .await
-                .unwrap(),
-        );
-        assert_eq!(store.get(4).await.unwrap().expect("copy").name, "v2");
+    applied(store.apply(&event(UserUpdated, 4, 2, "v2")).await.unwrap());
+    stale(store.apply(&event(UserCreated, 4, 1, "v1")).await.unwrap());
+    stale(
+        store
+            .apply(&event(UserUpdated, 4, 2, "v2 again"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(store.get(4).await.unwrap().expect("copy").name, "v2");
 
-        applied(store.apply(&event(UserUpdated, 4, 5, "v5")).await.unwrap());
-        stale(store.apply(&event(UserUpdated, 4, 3, "v3")).await.unwrap());
-        assert_eq!(store.get(4).await.unwrap().expect("copy").name, "v5");
+    applied(store.apply(&event(UserUpdated, 4, 5, "v5")).await.unwrap());
+    stale(store.apply(&event(UserUpdated, 4, 3, "v3")).await.unwrap());
+    assert_eq!(store.get(4).await.unwrap().expect("copy").name, "v5");
 
-        applied(store.apply(&event(UserDeleted, 4, 6, "v5")).await.unwrap());
-        stale(store.apply(&event(UserUpdated, 4, 5, "v5")).await.unwrap());
-        assert_eq!(store.get(4).await.unwrap(), None, "{guard:?}");
-        assert!(store.list().await.unwrap().is_empty(), "{guard:?}");
-    }
+    applied(store.apply(&event(UserDeleted, 4, 6, "v5")).await.unwrap());
+    stale(store.apply(&event(UserUpdated, 4, 5, "v5")).await.unwrap());
+    assert_eq!(store.get(4).await.unwrap(), None);
+    assert!(store.list().await.unwrap().is_empty());
 }
 
 /// A copy edited by hand into one that does not read (its name gone) keeps
@@ -57,78 +55,200 @@ async fn only_a_newer_version_replaces_the_copy_under_either_guard() {
 /// version mends it.
 #[tokio::test]
 async fn a_copy_that_no_longer_reads_still_refuses_older_events() {
-    for guard in [WriteGuard::CompareAndSet, WriteGuard::SingleWriter] {
-        let store = fresh_store(guard).await;
-        store.apply(&event(UserUpdated, 9, 5, "v5")).await.unwrap();
-        store
-            .database()
-            .collection::<Document>("user_notifications")
-            .update_one(doc! {"_id": store::key(9)}, doc! {"$set": {"name": null}})
+    let store = fresh_store().await;
+    store.apply(&event(UserUpdated, 9, 5, "v5")).await.unwrap();
+    store
+        .database()
+        .collection::<Document>("user_notifications")
+        .update_one(doc! {"_id": store::key(9)}, doc! {"$set": {"name": null}})
+        .await
+        .unwrap();
+    let older = store.apply(&event(UserUpdated, 9, 3, "v3")).await.unwrap();
+    assert_eq!(older, Outcome::Stale);
+    assert_eq!(store.get(9).await.unwrap(), None, "not served");
+    let repair = store
+        .apply_as(&event(UserUpdated, 9, 5, "v5"), Mode::Repair)
+        .await
+        .unwrap();
+    assert_eq!(repair, Write::Updated);
+    assert_eq!(store.get(9).await.unwrap().expect("mended").name, "v5");
+}
+
+/// Eight clients (as eight instances would, each with its own connections)
+/// incrementing one counter: every increment counts. MongoDB updates a
+/// document atomically; stock FerretDB 1.24.2 reads it, applies the update
+/// in Go and writes it back separately, so increments are lost (8 x 60 ended
+/// at 58 to 87); tools/ferretdb/write-lock.patch makes each statement's read
+/// and write one step.
+#[tokio::test]
+async fn concurrent_increments_from_eight_clients_all_count() {
+    let (db, config) = fresh_database().await;
+    let counters = db.collection::<Document>("counters");
+    counters
+        .insert_one(doc! {"_id": "c", "n": 0_i64})
+        .await
+        .expect("insert");
+    let clients = (0..8).map(|_| {
+        let (uri, name) = (config.mongodb_uri.clone(), config.database.clone());
+        async move {
+            let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+            let counters = client.database(&name).collection::<Document>("counters");
+            for _ in 0..60 {
+                counters
+                    .update_one(doc! {"_id": "c"}, doc! {"$inc": {"n": 1_i64}})
+                    .await
+                    .expect("increment");
+            }
+        }
+    });
+    futures::future::join_all(clients).await;
+    let counter = counters
+        .find_one(doc! {"_id": "c"})
+        .await
+        .expect("read")
+        .expect("counter");
+    assert_eq!(
+        counter.get_i64("n").expect("n"),
+        480,
+        "increments were lost: the server's update is not atomic"
+    );
+}
+
+/// Eight stores, each its own client, apply eight versions of one user at
+/// once, round after round: every write is a compare-and-set on the version
+/// it read, so whatever the interleaving, the newest version is the one
+/// left. On a server whose update is not atomic, two writers that read the
+/// same version both match, and an older one can land last.
+#[tokio::test]
+async fn racing_compare_and_set_writes_never_leave_an_older_version() {
+    let (_, config) = fresh_database().await;
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
             .await
-            .unwrap();
-        let older = store.apply(&event(UserUpdated, 9, 3, "v3")).await.unwrap();
-        assert_eq!(older, Outcome::Stale, "{guard:?}");
-        assert_eq!(store.get(9).await.unwrap(), None, "not served: {guard:?}");
-        let repair = store
-            .apply_as(&event(UserUpdated, 9, 5, "v5"), Mode::Repair)
-            .await
-            .unwrap();
-        assert_eq!(repair, Write::Updated, "{guard:?}");
-        assert_eq!(store.get(9).await.unwrap().expect("mended").name, "v5");
+            .expect("client");
+        stores.push(NotificationStore::new(client.database(&config.database)));
     }
+    stores[0].prepare().await.expect("prepare");
+    for round in 0..25_i64 {
+        let writes = stores.iter().zip(1_i64..).map(|(store, k)| async move {
+            let version = round * 10 + k;
+            store
+                .apply(&event(UserUpdated, 1, version, &format!("v{version}")))
+                .await
+                .expect("apply")
+        });
+        futures::future::join_all(writes).await;
+        let newest = round * 10 + 8;
+        assert_eq!(
+            stores[0].get(1).await.unwrap().expect("copy").name,
+            format!("v{newest}"),
+            "round {round}: an older version was left over the newest"
+        );
+    }
+}
+
+/// The drift sweep's lease: one holder at a time, renewed by it, taken by
+/// another only once expired; of eight clients racing for a free or an
+/// expired lease, exactly one gets it (the take of an expired lease is an
+/// update, so this also needs atomic updates).
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires() {
+    let (_, config) = fresh_database().await;
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
+            .await
+            .expect("client");
+        stores.push(NotificationStore::new(client.database(&config.database)));
+    }
+    let store = &stores[0];
+    let ttl = std::time::Duration::from_millis(1500);
+    assert!(
+        store.hold_lease("job", "a", ttl).await.unwrap(),
+        "free: a takes it"
+    );
+    assert!(
+        !store.hold_lease("job", "b", ttl).await.unwrap(),
+        "a holds it"
+    );
+    assert!(
+        store.hold_lease("job", "a", ttl).await.unwrap(),
+        "a renews it"
+    );
+    let race = |name: &'static str| {
+        let takers = stores.iter().enumerate().map(move |(k, store)| async move {
+            store
+                .hold_lease(name, &format!("taker {k}"), ttl)
+                .await
+                .expect("lease")
+        });
+        async move {
+            futures::future::join_all(takers)
+                .await
+                .into_iter()
+                .filter(|&won| won)
+                .count()
+        }
+    };
+    assert_eq!(race("free").await, 1, "a free lease has one taker");
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(300)).await;
+    assert!(
+        store.hold_lease("job", "b", ttl).await.unwrap(),
+        "expired: b takes it"
+    );
+    assert!(
+        !store.hold_lease("job", "a", ttl).await.unwrap(),
+        "b holds it now"
+    );
+    assert_eq!(race("free").await, 1, "an expired lease has one taker");
 }
 
 /// The consumer's batch commands: one insert of many creates (an existing
 /// copy is reported, not overwritten), and one update of many copies, whose
 /// version is known or not (a stale known version, a newer copy or a missing
-/// one is reported, and a newer copy is left alone, under either guard).
+/// one is reported, and a newer copy is left alone).
 #[tokio::test]
 async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
-    for guard in [WriteGuard::CompareAndSet, WriteGuard::SingleWriter] {
-        let store = fresh_store(guard).await;
-        store
-            .apply(&event(UserUpdated, 2, 7, "already v7"))
-            .await
-            .unwrap();
-        let creates: Vec<_> = (1..=3).map(|id| event(UserCreated, id, 1, "v1")).collect();
-        let creates: Vec<_> = creates.iter().collect();
-        assert_eq!(
-            store.insert_new(&creates).await.unwrap(),
-            [true, false, true],
-            "{guard:?}"
-        );
-        assert_eq!(
-            store.get(2).await.unwrap().expect("copy").name,
-            "already v7"
-        );
+    let store = fresh_store().await;
+    store
+        .apply(&event(UserUpdated, 2, 7, "already v7"))
+        .await
+        .unwrap();
+    let creates: Vec<_> = (1..=3).map(|id| event(UserCreated, id, 1, "v1")).collect();
+    let creates: Vec<_> = creates.iter().collect();
+    assert_eq!(
+        store.insert_new(&creates).await.unwrap(),
+        [true, false, true]
+    );
+    assert_eq!(
+        store.get(2).await.unwrap().expect("copy").name,
+        "already v7"
+    );
 
-        let updates = [
-            event(UserUpdated, 1, 2, "v2"),
-            event(UserUpdated, 3, 2, "v2"),
-        ];
-        let writes = [(&updates[0], Some(1)), (&updates[1], None)];
-        assert!(store.update_newer(&writes).await.unwrap(), "{guard:?}");
-        for id in [1, 3] {
-            assert_eq!(store.get(id).await.unwrap().expect("copy").name, "v2");
-        }
-
-        let older = event(UserUpdated, 2, 6, "v6");
-        assert!(
-            !store.update_newer(&[(&older, None)]).await.unwrap(),
-            "{guard:?}"
-        );
-        assert_eq!(
-            store.get(2).await.unwrap().expect("copy").name,
-            "already v7"
-        );
-
-        // A known version that is no longer the copy's, and a copy that is gone.
-        let missing = event(UserUpdated, 40, 2, "v2");
-        let behind = event(UserUpdated, 2, 8, "v8");
-        let writes = [(&behind, Some(6)), (&missing, None)];
-        let result = store.update_newer(&writes).await.unwrap();
-        assert!(!result, "{guard:?}: not every statement matched");
+    let updates = [
+        event(UserUpdated, 1, 2, "v2"),
+        event(UserUpdated, 3, 2, "v2"),
+    ];
+    let writes = [(&updates[0], Some(1)), (&updates[1], None)];
+    assert!(store.update_newer(&writes).await.unwrap());
+    for id in [1, 3] {
+        assert_eq!(store.get(id).await.unwrap().expect("copy").name, "v2");
     }
+
+    let older = event(UserUpdated, 2, 6, "v6");
+    assert!(!store.update_newer(&[(&older, None)]).await.unwrap());
+    assert_eq!(
+        store.get(2).await.unwrap().expect("copy").name,
+        "already v7"
+    );
+
+    // A known version that is no longer the copy's, and a copy that is gone.
+    let missing = event(UserUpdated, 40, 2, "v2");
+    let behind = event(UserUpdated, 2, 8, "v8");
+    let writes = [(&behind, Some(6)), (&missing, None)];
+    let result = store.update_newer(&writes).await.unwrap();
+    assert!(!result, "not every statement matched");
 }
 
 /// Stock FerretDB 1.24.2 keeps a pooled SQLite connection per statement of
@@ -137,7 +257,7 @@ async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
 /// backlog the consumer sends up to 256 statements at once.
 #[tokio::test]
 async fn an_update_of_hundreds_of_copies_is_answered() {
-    let store = fresh_store(WriteGuard::SingleWriter).await;
+    let store = fresh_store().await;
     let creates: Vec<_> = (1..=300)
         .map(|id| event(UserCreated, id, 1, "v1"))
         .collect();
@@ -182,7 +302,7 @@ async fn thousands_of_updates_leave_ferretdbs_write_ahead_log_bounded() {
         );
         return;
     };
-    let store = NotificationStore::new(db, WriteGuard::SingleWriter);
+    let store = NotificationStore::new(db);
     store.prepare().await.expect("prepare");
     let users = 2000;
     let creates: Vec<_> = (1..=users)
@@ -255,7 +375,7 @@ async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
 #[tokio::test]
 async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
     let (db, _) = fresh_database().await;
-    if WriteGuard::detect(&db).await.expect("buildInfo") != WriteGuard::SingleWriter {
+    if Server::detect(&db).await.expect("buildInfo") != Server::FerretDb {
         testkit::skip::skipped(
             "store::the_per_user_filter_is_pushed_down_to_ferretdbs_storage",
             "not FerretDB",
@@ -293,7 +413,7 @@ async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
 #[tokio::test]
 async fn the_per_user_filters_are_served_from_ferretdbs_id_index() {
     let (db, _) = fresh_database().await;
-    if WriteGuard::detect(&db).await.expect("buildInfo") != WriteGuard::SingleWriter {
+    if Server::detect(&db).await.expect("buildInfo") != Server::FerretDb {
         testkit::skip::skipped(
             "store::the_per_user_filters_are_served_from_ferretdbs_id_index",
             "not FerretDB",

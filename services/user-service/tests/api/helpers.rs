@@ -163,9 +163,11 @@ impl TestApp {
 /// Reads a stream's events; an absent stream has none. NATS itself must
 /// answer: an unreachable server is a test failure, never "no events".
 pub async fn stream_events(nats_url: &str, stream: &str) -> Vec<UserEvent> {
+    // One server, or a cluster's, comma-separated (as NATS_URL takes them).
+    let servers: Vec<&str> = nats_url.split(',').collect();
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(nats_url)
+        .connect(servers)
         .await
         .unwrap_or_else(|e| panic!("NATS at {nats_url} must answer to read the stream: {e}"));
     let js = jetstream::new(client);

@@ -1,7 +1,10 @@
+use std::sync::Arc;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::{NatsServer, http::wait_until_ready};
-use user_service::{domain::UserDraft, store::UserStore};
+use tokio::sync::Notify;
+use user_service::{config::RelayConfig, domain::UserDraft, relay::Relay, store::UserStore};
 
 use crate::helpers::{TestApp, stream_events, test_config};
 
@@ -144,4 +147,60 @@ async fn graceful_shutdown_publishes_what_was_committed() {
     app.create_user("Last", "last@example.com").await;
     app.shutdown().await;
     assert_eq!(stream_events(&url, &stream).await.len(), 1);
+}
+
+/// Two instances' relays draining one outbox at once: each row is claimed by
+/// one of them, so none is published twice (without `SKIP LOCKED` both read
+/// the same oldest rows and one of them gets `duplicate` acks for most).
+#[tokio::test]
+async fn two_relays_draining_one_outbox_publish_each_row_once() {
+    let config = test_config(None).await;
+    let pool = sqlx::PgPool::connect(&config.database_url)
+        .await
+        .expect("pool");
+    user_service::startup::migrate(&pool)
+        .await
+        .expect("migrations");
+    let store = UserStore::new(pool.clone());
+    const ROWS: usize = 600;
+    for n in 0..ROWS {
+        let draft = UserDraft::parse("Waiting", &format!("waiting{n}@example.com")).expect("valid");
+        store.create(&draft).await.expect("committed");
+    }
+    let relay = || async {
+        let client = async_nats::connect(config.nats.url.as_str())
+            .await
+            .expect("nats");
+        let js = async_nats::jetstream::new(client);
+        let mut relay = Relay::new(
+            pool.clone(),
+            js,
+            config.nats.clone(),
+            RelayConfig {
+                batch_size: 64,
+                ..config.relay.clone()
+            },
+            Arc::new(Notify::new()),
+        );
+        relay.drain().await.expect("drained")
+    };
+    let (a, b) = tokio::join!(relay(), relay());
+    assert_eq!(
+        (a.duplicates, b.duplicates),
+        (0, 0),
+        "a row was published by both relays"
+    );
+    assert_eq!(a.published + b.published, ROWS, "{a:?} {b:?}");
+    assert_eq!(
+        stream_events(&config.nats.url, &config.nats.stream)
+            .await
+            .len(),
+        ROWS
+    );
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(unpublished, 0);
 }
