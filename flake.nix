@@ -10,11 +10,13 @@
     let
       inherit (nixpkgs) lib;
 
-      # Exactly the platforms `mongodb-ce` ships binaries for; it throws on any other.
+      # The platforms `mongodb-ce` ships binaries for (it throws on any other) that
+      # this nixpkgs still supports: x86_64-darwin was dropped before the pinned
+      # revision (`import nixpkgs` throws "Nixpkgs 26.11 has dropped support for
+      # x86_64-darwin").
       systems = [
         "x86_64-linux"
         "aarch64-linux"
-        "x86_64-darwin"
         "aarch64-darwin"
       ];
 
@@ -62,24 +64,31 @@
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
-          packages = with pkgs; [
-            rustc
-            cargo
-            clippy
-            rustfmt
-            rust-analyzer
-            pkg-config
-            postgresql_17
-            mongodb-ce
-            mongosh
-            nats-server
-            natscli
-            prometheus
-            grafana
-            process-compose
-            curl
-            jq
-          ];
+          packages =
+            with pkgs;
+            [
+              rustc
+              cargo
+              clippy
+              rustfmt
+              rust-analyzer
+              pkg-config
+              postgresql_17
+              mongodb-ce
+              mongosh
+              nats-server
+              natscli
+              prometheus
+              grafana
+              process-compose
+              # The cluster profile's load balancer (process-compose.cluster.yaml).
+              haproxy
+              curl
+              jq
+            ]
+            # setpriv: the PostgreSQL scripts run it as the `postgres` user when
+            # you are root (scripts/lib/tools.sh, pg_user_setup); Linux only.
+            ++ lib.optionals stdenv.hostPlatform.isLinux [ util-linux ];
 
           shellHook = ''
             # Grafana reads <homepath>/conf/defaults.ini; scripts/stack/grafana passes this as --homepath.

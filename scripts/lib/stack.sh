@@ -22,7 +22,10 @@ case "$STACK_DATA" in
 esac
 
 # Every port of the stack, all on 127.0.0.1. Exported: Grafana's provisioning
-# files read PROMETHEUS_PORT.
+# files read PROMETHEUS_PORT. The cluster profile (process-compose.cluster.yaml)
+# adds the second and third NATS nodes, the routes between them, the services'
+# instances behind HAProxy (which keeps USER_SERVICE_PORT and
+# NOTIFICATION_SERVICE_PORT) and HAProxy's own health port.
 export PG_PORT="${PG_PORT:-5432}" \
   MONGO_PORT="${MONGO_PORT:-27017}" \
   NATS_PORT="${NATS_PORT:-4222}" \
@@ -30,7 +33,19 @@ export PG_PORT="${PG_PORT:-5432}" \
   USER_SERVICE_PORT="${USER_SERVICE_PORT:-8080}" \
   NOTIFICATION_SERVICE_PORT="${NOTIFICATION_SERVICE_PORT:-8081}" \
   PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}" \
-  GRAFANA_PORT="${GRAFANA_PORT:-3000}"
+  GRAFANA_PORT="${GRAFANA_PORT:-3000}" \
+  NATS_PORT_2="${NATS_PORT_2:-4223}" \
+  NATS_PORT_3="${NATS_PORT_3:-4224}" \
+  NATS_MONITOR_PORT_2="${NATS_MONITOR_PORT_2:-8223}" \
+  NATS_MONITOR_PORT_3="${NATS_MONITOR_PORT_3:-8224}" \
+  NATS_CLUSTER_PORT="${NATS_CLUSTER_PORT:-6222}" \
+  NATS_CLUSTER_PORT_2="${NATS_CLUSTER_PORT_2:-6223}" \
+  NATS_CLUSTER_PORT_3="${NATS_CLUSTER_PORT_3:-6224}" \
+  USER_SERVICE_PORT_1="${USER_SERVICE_PORT_1:-8180}" \
+  USER_SERVICE_PORT_2="${USER_SERVICE_PORT_2:-8280}" \
+  NOTIFICATION_SERVICE_PORT_1="${NOTIFICATION_SERVICE_PORT_1:-8181}" \
+  NOTIFICATION_SERVICE_PORT_2="${NOTIFICATION_SERVICE_PORT_2:-8281}" \
+  HAPROXY_HEALTH_PORT="${HAPROXY_HEALTH_PORT:-8404}"
 
 # PostgreSQL's user: see pg_user_setup in tools.sh.
 pg_user_setup

@@ -1,8 +1,10 @@
 # shellcheck shell=bash
-# A throwaway copy of the whole stack (process-compose.yaml) on free loopback
-# ports, its data in a temporary directory, so it never meets a stack you run
-# with ./scripts/up. Shared by scripts/stack-test and scripts/chaos, which set
-# THROWAWAY_NAME (the summary line's label) before sourcing this file.
+# A throwaway copy of the whole stack (process-compose.yaml, or with
+# THROWAWAY_CLUSTER=1 the cluster profile, process-compose.cluster.yaml) on
+# free loopback ports, its data in a temporary directory, so it never meets a
+# stack you run with ./scripts/up. Shared by scripts/stack-test and
+# scripts/chaos, which set THROWAWAY_NAME (the summary line's label) before
+# sourcing this file.
 #
 # Gives: pass/fail counters (tests) and gate (set-up and teardown checks,
 # not counted), $TMP, $DATA, the ports, STACK_ENV (the stack's
@@ -52,25 +54,27 @@ pick_port() {
     fi
   done
 }
-for var in PG_PORT MONGO_PORT NATS_PORT NATS_MONITOR_PORT USER_SERVICE_PORT \
-  NOTIFICATION_SERVICE_PORT PROMETHEUS_PORT GRAFANA_PORT PC_PORT; do
+PORT_VARS=(PG_PORT MONGO_PORT NATS_PORT NATS_MONITOR_PORT USER_SERVICE_PORT
+  NOTIFICATION_SERVICE_PORT PROMETHEUS_PORT GRAFANA_PORT)
+COMPOSE_FILES=()
+if [ -n "${THROWAWAY_CLUSTER:-}" ]; then
+  PORT_VARS+=(NATS_PORT_2 NATS_PORT_3 NATS_MONITOR_PORT_2 NATS_MONITOR_PORT_3
+    NATS_CLUSTER_PORT NATS_CLUSTER_PORT_2 NATS_CLUSTER_PORT_3
+    USER_SERVICE_PORT_1 USER_SERVICE_PORT_2 NOTIFICATION_SERVICE_PORT_1
+    NOTIFICATION_SERVICE_PORT_2 HAPROXY_HEALTH_PORT)
+  COMPOSE_FILES=(-f process-compose.cluster.yaml)
+fi
+for var in "${PORT_VARS[@]}" PC_PORT; do
   pick_port "$var"
 done
 
 # The stack's environment is given to process-compose alone, never exported
 # here: processes carrying USER_SYNC_DATA_DIR=$DATA are the stack's, which is
 # how the leftover check below recognises them.
-STACK_ENV=(
-  USER_SYNC_DATA_DIR="$DATA"
-  PG_PORT="$PG_PORT"
-  MONGO_PORT="$MONGO_PORT"
-  NATS_PORT="$NATS_PORT"
-  NATS_MONITOR_PORT="$NATS_MONITOR_PORT"
-  USER_SERVICE_PORT="$USER_SERVICE_PORT"
-  NOTIFICATION_SERVICE_PORT="$NOTIFICATION_SERVICE_PORT"
-  PROMETHEUS_PORT="$PROMETHEUS_PORT"
-  GRAFANA_PORT="$GRAFANA_PORT"
-)
+STACK_ENV=(USER_SYNC_DATA_DIR="$DATA")
+for var in "${PORT_VARS[@]}"; do
+  STACK_ENV+=("$var=${!var}")
+done
 US="http://127.0.0.1:$USER_SERVICE_PORT"
 NS="http://127.0.0.1:$NOTIFICATION_SERVICE_PORT"
 PROM="http://127.0.0.1:$PROMETHEUS_PORT"
@@ -215,7 +219,8 @@ if sys.argv[1] == "hopeless":
              if p["status"] == "Skipped"
              or (p["name"] in ("build", "postgres-init") and p["status"] == "Completed" and p["exit_code"] != 0)]
 else:
-    names = [p["name"] for p in procs if p["status"] != "Completed" and p["is_ready"] != "Ready"]
+    names = [p["name"] for p in procs
+             if p["status"] not in ("Completed", "Disabled") and p["is_ready"] != "Ready"]
 print(" ".join(names))
 sys.exit(0 if names else 1)
 ' "$1"
@@ -229,7 +234,7 @@ start_stack() {
   # --disable-dotenv: a .env of yours must not move the throwaway stack.
   STARTED=1
   if env "${STACK_ENV[@]}" process-compose up -D --disable-dotenv --address 127.0.0.1 -p "$PC_PORT" \
-    -L "$TMP/process-compose.log" >"$TMP/up.log" 2>&1; then
+    -L "$TMP/process-compose.log" ${COMPOSE_FILES[@]+"${COMPOSE_FILES[@]}"} >"$TMP/up.log" 2>&1; then
     gate "process-compose up -D"
   else
     fail "process-compose up -D: $(grep -v 'config home' "$TMP/up.log" | tail -n 1)"

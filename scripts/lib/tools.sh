@@ -106,6 +106,16 @@ pg_own() {
   fi
 }
 
+# HAProxy, the cluster profile's load balancer. Debian installs it in
+# /usr/sbin, which is not on every user's PATH.
+ensure_haproxy() {
+  command -v haproxy >/dev/null 2>&1 && return 0
+  [ -x /usr/sbin/haproxy ] || apt_install haproxy
+  [ -x /usr/sbin/haproxy ] || die "haproxy is not installed and apt could not install it"
+  PATH="$PATH:/usr/sbin"
+  export PATH
+}
+
 ensure_prometheus() {
   command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 }
@@ -223,12 +233,13 @@ ensure_process_compose() {
   ensure_go_tool process-compose github.com/f1bonacc1/process-compose github.com/f1bonacc1/process-compose
 }
 
-# Everything the stack needs to run.
+# Everything the stack needs to run (the cluster profile's HAProxy too).
 ensure_stack_tools() {
   ensure_curl
   ensure_postgres
   ensure_mongo
   ensure_nats
   ensure_prometheus
+  ensure_haproxy
   ensure_process_compose
 }
