@@ -54,6 +54,11 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Wait before trying again to reach JetStream at start-up.
 const SETUP_RETRY: Duration = Duration::from_secs(1);
+/// How long one attempt at the stream and consumer may take. A request NATS
+/// refuses for want of permission (creating a stream user-service has not
+/// created yet, where only it may) is never answered: the client would wait
+/// its whole request timeout (10 s) before trying again.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the consumer's pending and redelivered counts are exported.
 const INFO_INTERVAL: Duration = Duration::from_secs(2);
 /// Each pull asks for up to this many messages and lasts at most
@@ -64,6 +69,8 @@ const INFO_INTERVAL: Duration = Duration::from_secs(2);
 const PULL_BATCH: usize = 200;
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Wait before a new pull after the last one failed.
+const REPULL_DELAY: Duration = Duration::from_millis(250);
 
 pub struct Consumer {
     js: jetstream::Context,
@@ -125,12 +132,16 @@ impl Consumer {
     /// but not acknowledged are redelivered to the next run.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let (mut stream, mut consumer) = loop {
+        let (stream, consumer) = loop {
             tokio::select! {
                 () = &mut shutdown => return,
-                setup = self.setup() => match setup {
-                    Ok(ready) => break ready,
-                    Err(e) => {
+                setup = tokio::time::timeout(SETUP_TIMEOUT, self.setup()) => match setup {
+                    Ok(Ok(ready)) => break ready,
+                    Err(_) => {
+                        tracing::warn!("JetStream did not answer within {SETUP_TIMEOUT:?}; retrying");
+                        tokio::time::sleep(SETUP_RETRY).await;
+                    }
+                    Ok(Err(e)) => {
                         tracing::warn!(error = format!("{e:#}"), "JetStream not ready; retrying");
                         tokio::time::sleep(SETUP_RETRY).await;
                     }
@@ -152,8 +163,9 @@ impl Consumer {
             workers.spawn(work(rx, self.store.clone(), workers_stopped.clone()));
         }
 
-        let mut info_tick = tokio::time::interval(INFO_INTERVAL);
-        let mut peers = Peers::default();
+        // Beside the pulls, never in their way: while NATS elects a new
+        // leader, an info request can wait seconds for its answer.
+        let info = tokio::spawn(watch_info(stream, consumer.clone()));
         'pull: loop {
             let pull = consumer
                 .stream()
@@ -173,7 +185,6 @@ impl Consumer {
             loop {
                 tokio::select! {
                     () = &mut shutdown => break 'pull,
-                    _ = info_tick.tick() => export_info(&mut stream, &mut consumer, &mut peers).await,
                     next = messages.next() => match next {
                         Some(Ok(message)) => {
                             let (shard, task) = route(message, queues.len());
@@ -181,7 +192,17 @@ impl Consumer {
                                 break 'pull;
                             }
                         }
-                        Some(Err(e)) => tracing::warn!(error = %e, "pulling messages"),
+                        Some(Err(e)) => {
+                            // No responders, missed heartbeats: the consumer's
+                            // leader is gone or not yet elected. A fresh pull
+                            // finds the new one; the old stream would wait out
+                            // its pull (measured: 12 s with no message).
+                            tracing::warn!(error = %e, "pulling messages; pulling again");
+                            tokio::select! {
+                                () = &mut shutdown => break 'pull,
+                                () = tokio::time::sleep(REPULL_DELAY) => continue 'pull,
+                            }
+                        }
                         None => continue 'pull,
                     },
                 }
@@ -189,6 +210,7 @@ impl Consumer {
         }
         // Stop pulling; workers finish their current message (a retry loop
         // is cut short and its message redelivered later) and drain.
+        info.abort();
         let _ = stop_workers.send(true);
         drop(queues);
         while workers.join_next().await.is_some() {}
@@ -624,6 +646,16 @@ async fn ack(message: &Message, kind: AckKind) {
 /// Exports the consumer's counts and the cluster's state: which server
 /// leads the stream and the consumer, and how far each replica of the stream
 /// is behind.
+/// Exports [`export_info`] every [`INFO_INTERVAL`], until aborted.
+async fn watch_info(mut stream: Stream, mut consumer: PullConsumer) {
+    let mut peers = Peers::default();
+    let mut tick = tokio::time::interval(INFO_INTERVAL);
+    loop {
+        tick.tick().await;
+        export_info(&mut stream, &mut consumer, &mut peers).await;
+    }
+}
+
 async fn export_info(stream: &mut Stream, consumer: &mut PullConsumer, peers: &mut Peers) {
     match consumer.info().await {
         Ok(info) => {

@@ -67,6 +67,12 @@ impl Relay {
     /// changes committed just before the signal leave too.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        if let Err(e) = self.ensure_stream().await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the stream is not ready; the first publish tries again"
+            );
+        }
         let mut last_housekeeping: Option<Instant> = None;
         let mut last_prune = Instant::now();
         loop {
@@ -135,30 +141,36 @@ impl Relay {
         }
     }
 
+    /// Makes sure the stream exists (and has its replicas), once: at start-up,
+    /// so that the consumers find it before the first event, and again after
+    /// a publish failed (the stream may have been deleted).
+    ///
+    /// # Errors
+    /// When JetStream refuses, or does not answer within the publish timeout
+    /// (while NATS is down the client's requests can wait for the reconnect
+    /// far longer than their own timeout).
+    async fn ensure_stream(&mut self) -> Result<()> {
+        if self.stream_ready {
+            return Ok(());
+        }
+        let spec = self.nats.stream_spec();
+        let ensure = events::ensure_stream(&self.js, &spec);
+        match tokio::time::timeout(self.config.publish_timeout, ensure).await {
+            Ok(Ok(_)) => {
+                self.stream_ready = true;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("creating the stream")),
+            Err(_) => Err(anyhow::anyhow!("timed out looking up the stream")),
+        }
+    }
+
     /// Sends a batch without waiting between messages, then collects the acks
     /// in order. Returns the acknowledged rows and the first error, if any.
     async fn publish(&mut self, batch: &[outbox::Pending]) -> (Acked, Result<()>) {
         let mut acked = Acked::default();
-        if !self.stream_ready {
-            // Bounded: while NATS is down the client's requests can wait for
-            // the reconnect far longer than their own timeout.
-            let spec = self.nats.stream_spec();
-            let ensure = events::ensure_stream(&self.js, &spec);
-            match tokio::time::timeout(self.config.publish_timeout, ensure).await {
-                Ok(Ok(_)) => self.stream_ready = true,
-                Ok(Err(e)) => {
-                    return (
-                        acked,
-                        Err(anyhow::Error::new(e).context("creating the stream")),
-                    );
-                }
-                Err(_) => {
-                    return (
-                        acked,
-                        Err(anyhow::anyhow!("timed out looking up the stream")),
-                    );
-                }
-            }
+        if let Err(e) = self.ensure_stream().await {
+            return (acked, Err(e));
         }
         let mut in_flight = Vec::with_capacity(batch.len());
         let mut result = Ok(());
