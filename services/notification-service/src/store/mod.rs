@@ -186,14 +186,16 @@ impl NotificationStore {
         }
     }
 
-    /// Writes each event's state over its copy if that is older, in one
-    /// `update` command (on FerretDB a command costs more than a statement in
-    /// it), with the store's write concern. With the copy's version known
-    /// (`Some`), the filter is `{_id, version: <known>}`; without, it is
-    /// `{_id, version: {$lt: event's}}`: compare-and-sets both. Returns
-    /// whether the command settled every write ([`settled`]); if not (no
-    /// copy, a newer one, one changed since it was known, or a write concern
-    /// not met), apply the events one by one, which reads first and retries.
+    /// Writes each event's state over its copy if that is older, or as a new
+    /// copy if there is none, in one `update` command (on FerretDB a command
+    /// costs more than a statement in it), with the store's write concern.
+    /// Each statement is `{_id, version: {$lt: event's}}` with `upsert`: a
+    /// compare-and-set that also inserts a missing copy, and fails with a
+    /// duplicate `_id` when the copy is as new or newer. For each event, in
+    /// order: whether the command wrote it ([`BatchWrite::Written`]), or it
+    /// must be applied one by one ([`BatchWrite::Unsettled`]: some copy was
+    /// not older, or a statement or the command's write concern failed; see
+    /// `batch_writes`), which reads first and retries.
     ///
     /// `run_command` applies no default write concern and is never retried
     /// by the driver, which is why the concern is in the command and the
@@ -204,21 +206,17 @@ impl NotificationStore {
     /// events again is harmless.
     pub async fn update_newer(
         &self,
-        writes: &[(&UserEvent, Option<i64>)],
-    ) -> mongodb::error::Result<bool> {
-        if writes.is_empty() {
-            return Ok(true);
+        events: &[&UserEvent],
+    ) -> mongodb::error::Result<Vec<BatchWrite>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
-        let statements: Vec<Document> = writes
+        let statements: Vec<Document> = events
             .iter()
-            .map(|&(event, known)| {
+            .map(|event| {
                 let fields = StoredCopy::of(event).fields();
-                let id = key(event.payload.id);
-                let filter = match known {
-                    None => doc! {"_id": id, "version": {"$lt": event.version}},
-                    Some(version) => doc! {"_id": id, "version": version},
-                };
-                doc! {"q": filter, "u": {"$set": fields}}
+                let filter = doc! {"_id": key(event.payload.id), "version": {"$lt": event.version}};
+                doc! {"q": filter, "u": {"$set": fields}, "upsert": true}
             })
             .collect();
         let reply = self
@@ -230,7 +228,7 @@ impl NotificationStore {
                 "writeConcern": self.write_concern.clone(),
             })
             .await?;
-        Ok(settled(&reply, writes.len()))
+        Ok(batch_writes(&reply, events.len()))
     }
 
     /// Writes `event`'s state if it is newer than the copy, or, under
@@ -385,65 +383,80 @@ impl NotificationStore {
     }
 }
 
-/// Whether an `update` command's reply says every one of its `statements`
-/// matched and is as durable as its write concern asked. A write concern
-/// error comes back with `ok: 1` and every statement counted in `n`: such a
-/// write may be rolled back (a replica set failing over), so it is not
-/// settled.
-fn settled(reply: &Document, statements: usize) -> bool {
-    let matched = match reply.get("n") {
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Int64(n)) => *n,
-        _ => -1,
-    };
+/// What the batched update did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchWrite {
+    /// The copy now holds the event's state (updated or inserted).
+    Written,
+    /// Not written: the copy is as new or newer, or the statement failed, or
+    /// the write may not be durable; apply it one by one.
+    Unsettled,
+}
+
+/// Each statement's fate from an `update` command's reply: all written when
+/// the command reports no error; none settled otherwise. A write error could
+/// say which statement failed, but FerretDB 1.24 stops an unordered update at
+/// its first failing statement and reports it at index 0, so any write error
+/// sends the whole batch one by one (which reads each copy first). A write
+/// concern error comes back with `ok: 1` and every statement counted: such
+/// writes may be rolled back (a replica set failing over), so none is
+/// settled; nor any when the command itself failed.
+fn batch_writes(reply: &Document, statements: usize) -> Vec<BatchWrite> {
     let ok = match reply.get("ok") {
         Some(Bson::Double(ok)) => *ok == 1.0,
         Some(Bson::Int32(ok)) => *ok == 1,
         Some(Bson::Int64(ok)) => *ok == 1,
         _ => false,
     };
-    ok && !reply.contains_key("writeErrors")
-        && !reply.contains_key("writeConcernError")
-        && usize::try_from(matched).is_ok_and(|n| n == statements)
+    let settled =
+        ok && !reply.contains_key("writeErrors") && !reply.contains_key("writeConcernError");
+    let write = if settled {
+        BatchWrite::Written
+    } else {
+        BatchWrite::Unsettled
+    };
+    vec![write; statements]
 }
 
 #[cfg(test)]
 mod tests {
     use mongodb::bson::doc;
 
-    use super::settled;
+    use super::{BatchWrite::*, batch_writes};
 
     #[test]
-    fn an_update_is_settled_only_when_every_statement_matched_durably() {
+    fn a_batch_is_written_only_when_no_statement_failed_and_the_concern_was_met() {
         let cases = [
             (
-                doc! {"n": 2, "nModified": 2, "ok": 1.0},
-                true,
-                "all matched",
-            ),
-            (doc! {"n": 2_i64, "ok": 1}, true, "int64 n, int32 ok"),
-            (
-                doc! {"n": 1, "nModified": 1, "ok": 1.0},
-                false,
-                "one missed",
+                doc! {"n": 3, "nModified": 2, "upserted": [{"index": 1, "_id": "7"}], "ok": 1.0},
+                vec![Written, Written, Written],
+                "two updated, one inserted",
             ),
             (
-                doc! {"n": 2, "ok": 1.0, "writeErrors": [{"index": 1, "code": 11000}]},
-                false,
-                "a write error",
+                doc! {"n": 2_i64, "ok": 1},
+                vec![Written, Written, Written],
+                "int64 n, int32 ok",
             ),
             (
-                doc! {"n": 2, "nModified": 2, "ok": 1.0,
+                doc! {"n": 2, "ok": 1.0, "writeErrors": [{"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"}]},
+                vec![Unsettled, Unsettled, Unsettled],
+                "a copy was as new (its _id clashed): which, FerretDB does not say",
+            ),
+            (
+                doc! {"n": 3, "nModified": 3, "ok": 1.0,
                 "writeConcernError": {"code": 64, "codeName": "WriteConcernFailed",
                     "errmsg": "waiting for replication timed out"}},
-                false,
-                "the write concern was not met: it may be rolled back",
+                vec![Unsettled, Unsettled, Unsettled],
+                "the write concern was not met: they may be rolled back",
             ),
-            (doc! {"n": 2, "ok": 0.0}, false, "not ok"),
-            (doc! {"ok": 1.0}, false, "no count"),
+            (
+                doc! {"n": 3, "ok": 0.0},
+                vec![Unsettled, Unsettled, Unsettled],
+                "not ok",
+            ),
         ];
         for (reply, expected, why) in cases {
-            assert_eq!(settled(&reply, 2), expected, "{why}: {reply}");
+            assert_eq!(batch_writes(&reply, 3), expected, "{why}: {reply}");
         }
     }
 }

@@ -4,7 +4,11 @@
 
 use events::EventType::{UserCreated, UserDeleted, UserUpdated};
 use mongodb::bson::{Document, doc};
-use notification_service::store::{self, Mode, NotificationStore, Outcome, Server, Write};
+use notification_service::store::{
+    self,
+    BatchWrite::{Unsettled, Written},
+    Mode, NotificationStore, Outcome, Server, Write,
+};
 
 use crate::helpers::{TestApp, event, test_config};
 
@@ -205,9 +209,9 @@ async fn a_lease_has_one_holder_until_it_expires() {
 }
 
 /// The consumer's batch commands: one insert of many creates (an existing
-/// copy is reported, not overwritten), and one update of many copies, whose
-/// version is known or not (a stale known version, a newer copy or a missing
-/// one is reported, and a newer copy is left alone).
+/// copy is reported, not overwritten), and one update of many copies that
+/// writes over older copies and inserts missing ones; a batch meeting a copy
+/// as new or newer leaves that copy alone and is reported unsettled.
 #[tokio::test]
 async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
     let store = fresh_store().await;
@@ -228,27 +232,47 @@ async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
 
     let updates = [
         event(UserUpdated, 1, 2, "v2"),
+        event(UserUpdated, 40, 2, "v2 of a user with no copy"),
         event(UserUpdated, 3, 2, "v2"),
     ];
-    let writes = [(&updates[0], Some(1)), (&updates[1], None)];
-    assert!(store.update_newer(&writes).await.unwrap());
+    let writes: Vec<_> = updates.iter().collect();
+    assert_eq!(
+        store.update_newer(&writes).await.unwrap(),
+        [Written, Written, Written]
+    );
+    for (older, why) in [
+        (event(UserUpdated, 2, 6, "v6"), "older than the copy"),
+        (event(UserUpdated, 2, 7, "v7 again"), "as new as the copy"),
+    ] {
+        // Beside it, a write MongoDB makes and FerretDB may not (it stops at
+        // the first failing statement): either way, the batch is unsettled.
+        let newer = event(UserUpdated, 50, 1, "v1");
+        assert_eq!(
+            store.update_newer(&[&older, &newer]).await.unwrap(),
+            [Unsettled, Unsettled],
+            "{why}"
+        );
+    }
     for id in [1, 3] {
         assert_eq!(store.get(id).await.unwrap().expect("copy").name, "v2");
     }
-
-    let older = event(UserUpdated, 2, 6, "v6");
-    assert!(!store.update_newer(&[(&older, None)]).await.unwrap());
+    assert_eq!(
+        store.get(40).await.unwrap().expect("a copy inserted").name,
+        "v2 of a user with no copy"
+    );
     assert_eq!(
         store.get(2).await.unwrap().expect("copy").name,
-        "already v7"
+        "already v7",
+        "a newer copy is left alone"
     );
-
-    // A known version that is no longer the copy's, and a copy that is gone.
-    let missing = event(UserUpdated, 40, 2, "v2");
-    let behind = event(UserUpdated, 2, 8, "v8");
-    let writes = [(&behind, Some(6)), (&missing, None)];
-    let result = store.update_newer(&writes).await.unwrap();
-    assert!(!result, "not every statement matched");
+    // The inserted copy is a whole one: a later event is judged by its version.
+    assert_eq!(
+        store
+            .apply(&event(UserUpdated, 40, 1, "older"))
+            .await
+            .unwrap(),
+        Outcome::Stale
+    );
 }
 
 /// Stock FerretDB 1.24.2 keeps a pooled SQLite connection per statement of
@@ -273,14 +297,14 @@ async fn an_update_of_hundreds_of_copies_is_answered() {
     let updates: Vec<_> = (1..=300)
         .map(|id| event(UserUpdated, id, 2, "v2"))
         .collect();
-    let writes: Vec<_> = updates.iter().map(|e| (e, Some(1))).collect();
+    let writes: Vec<_> = updates.iter().collect();
     let answered = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         store.update_newer(&writes),
     )
     .await
     .expect("no answer in 60 s to a 300-statement update (an unpatched FerretDB?)");
-    assert!(answered.unwrap());
+    assert!(answered.unwrap().iter().all(|&w| w == Written));
     let copies = store.list().await.unwrap();
     assert_eq!(copies.len(), 300);
     assert!(copies.iter().all(|copy| copy.name == "v2"));
@@ -318,8 +342,9 @@ async fn thousands_of_updates_leave_ferretdbs_write_ahead_log_bounded() {
             .map(|id| event(UserUpdated, id, version, "updated"))
             .collect();
         for chunk in updates.chunks(64) {
-            let chunk: Vec<_> = chunk.iter().map(|e| (e, Some(version - 1))).collect();
-            assert!(store.update_newer(&chunk).await.expect("update"));
+            let chunk: Vec<_> = chunk.iter().collect();
+            let written = store.update_newer(&chunk).await.expect("update");
+            assert!(written.iter().all(|&w| w == Written));
             writes += chunk.len();
         }
     }
