@@ -1,8 +1,11 @@
-//! User rows and their outbox rows, always written in one transaction.
+//! User rows and their outbox rows, always written in one transaction: one
+//! statement each.
 
-use chrono::{DateTime, Utc};
+use std::sync::LazyLock;
+
 use events::{EventType, UserEvent};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::domain::{User, UserDraft};
 
@@ -101,24 +104,25 @@ impl UserStore {
     /// `EmailTaken` when another user has the email (in any case); otherwise
     /// when the database fails.
     pub async fn create(&self, draft: &UserDraft) -> Result<(User, UserEvent), StoreError> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            // clock_timestamp(), not now(): concurrent transactions on one
+            // user must see updated_at rise with the version.
+            with_event(
+                "INSERT INTO users (name, email, updated_at) VALUES ($3, $4, clock_timestamp())",
+                COLUMNS,
+            )
+        });
         let email = draft.email.as_str();
-        let mut tx = self.pool.begin().await?;
-        // clock_timestamp(), not now(): concurrent transactions on one user
-        // must see updated_at rise with the version.
-        let sql = format!(
-            "INSERT INTO users (name, email, updated_at) VALUES ($1, $2, clock_timestamp()) RETURNING {COLUMNS}"
-        );
-        let user: User = sqlx::query_as(&sql)
+        let event_id = Uuid::now_v7();
+        let user: User = sqlx::query_as(&SQL)
+            .bind(event_id)
+            .bind(EventType::UserCreated.as_str())
             .bind(draft.name.as_str())
             .bind(email)
-            .fetch_one(&mut *tx)
+            .fetch_one(&self.pool)
             .await
             .map_err(|e| StoreError::from_write(e, email))?;
-        let event = record(&mut tx, EventType::UserCreated, &user, user.updated_at).await?;
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::from_write(e, email))?;
-        committed(&event);
+        let event = committed(EventType::UserCreated, &user, event_id);
         Ok((user, event))
     }
 
@@ -131,25 +135,26 @@ impl UserStore {
         id: i32,
         draft: &UserDraft,
     ) -> Result<(User, UserEvent), StoreError> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            with_event(
+                "UPDATE users SET name = $4, email = $5, updated_at = clock_timestamp(), \
+                 version = version + 1 WHERE id = $3",
+                COLUMNS,
+            )
+        });
         let email = draft.email.as_str();
-        let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "UPDATE users SET name = $2, email = $3, updated_at = clock_timestamp(), version = version + 1 \
-             WHERE id = $1 RETURNING {COLUMNS}"
-        );
-        let user: User = sqlx::query_as(&sql)
+        let event_id = Uuid::now_v7();
+        let user: User = sqlx::query_as(&SQL)
+            .bind(event_id)
+            .bind(EventType::UserUpdated.as_str())
             .bind(id)
             .bind(draft.name.as_str())
             .bind(email)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| StoreError::from_write(e, email))?
             .ok_or(StoreError::NotFound(id))?;
-        let event = record(&mut tx, EventType::UserUpdated, &user, user.updated_at).await?;
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::from_write(e, email))?;
-        committed(&event);
+        let event = committed(EventType::UserUpdated, &user, event_id);
         Ok((user, event))
     }
 
@@ -159,45 +164,56 @@ impl UserStore {
     /// # Errors
     /// `NotFound`, or when the database fails.
     pub async fn delete(&self, id: i32) -> Result<UserEvent, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let sql = "DELETE FROM users WHERE id = $1 \
-             RETURNING id, name, email, clock_timestamp() AS updated_at, version + 1 AS version";
-        let user: User = sqlx::query_as(sql)
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            with_event(
+                "DELETE FROM users WHERE id = $3",
+                "id, name, email, clock_timestamp() AS updated_at, version + 1 AS version",
+            )
+        });
+        let event_id = Uuid::now_v7();
+        let user: User = sqlx::query_as(&SQL)
+            .bind(event_id)
+            .bind(EventType::UserDeleted.as_str())
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound(id))?;
-        let event = record(&mut tx, EventType::UserDeleted, &user, user.updated_at).await?;
-        tx.commit().await?;
-        committed(&event);
-        Ok(event)
+        Ok(committed(EventType::UserDeleted, &user, event_id))
     }
 }
 
-/// Writes the event of a change into the outbox, inside the change's transaction.
-async fn record(
-    tx: &mut Transaction<'_, Postgres>,
-    kind: EventType,
-    user: &User,
-    occurred_at: DateTime<Utc>,
-) -> Result<UserEvent, StoreError> {
-    let event = UserEvent::new(kind, user.payload(), user.version, occurred_at);
-    sqlx::query(
-        "INSERT INTO outbox (event_id, user_id, version, event_type, event) VALUES ($1, $2, $3, $4, $5)",
+/// One statement that makes a change and records its event in the outbox:
+/// `change` (a data-modifying statement whose parameters start at `$3`)
+/// returns `returning` as `u`, the outbox row is built from `u`, and the
+/// statement returns `u`. One statement is one transaction and one round trip
+/// (the four of BEGIN, the change, the outbox insert and COMMIT before). `$1`
+/// is the event's id, `$2` its type; the event's JSON is the contract's
+/// (`events::UserEvent`), with `occurred_at` the change's `updated_at`.
+fn with_event(change: &str, returning: &str) -> String {
+    format!(
+        "WITH u AS ({change} RETURNING {returning}), \
+         o AS (INSERT INTO outbox (event_id, user_id, version, event_type, event) \
+               SELECT $1::uuid, u.id, u.version, $2::text, jsonb_build_object( \
+                 'type', $2::text, \
+                 'payload', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, \
+                                               'updated_at', u.updated_at), \
+                 'event_id', $1::uuid, 'version', u.version, 'occurred_at', u.updated_at) \
+               FROM u) \
+         SELECT {COLUMNS} FROM u"
     )
-    .bind(event.event_id)
-    .bind(user.id)
-    .bind(event.version)
-    .bind(kind.as_str())
-    .bind(sqlx::types::Json(&event))
-    .execute(&mut **tx)
-    .await?;
-    Ok(event)
 }
 
-/// Counts a committed change (`user_writes_total`, by event type).
-fn committed(event: &UserEvent) {
-    metrics::counter!("user_writes_total", "type" => event.kind.as_str()).increment(1);
+/// The event a committed change recorded (the same as its outbox row's), and
+/// counts it (`user_writes_total`, by event type).
+fn committed(kind: EventType, user: &User, event_id: Uuid) -> UserEvent {
+    metrics::counter!("user_writes_total", "type" => kind.as_str()).increment(1);
+    UserEvent {
+        kind,
+        payload: user.payload(),
+        event_id,
+        version: user.version,
+        occurred_at: user.updated_at,
+    }
 }
 
 #[cfg(test)]
