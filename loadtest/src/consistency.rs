@@ -1,5 +1,7 @@
 //! Source against copy, using only the original contract's fields.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use events::drift::Fields;
@@ -82,6 +84,37 @@ pub async fn check(
         .await
         .context("reading GET /notifications")?;
     Ok(compare(&source, &copy))
+}
+
+/// Checks until the copy equals the source, or until a check begun within
+/// `timeout` still finds them apart; returns the last check.
+///
+/// # Errors
+/// When either service does not answer with a JSON list.
+pub async fn settle(
+    http: &reqwest::Client,
+    users_host: &str,
+    notifications_host: &str,
+    timeout: Duration,
+) -> Result<Consistency> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let started = Instant::now();
+        let result = check(http, users_host, notifications_host).await?;
+        if result.in_sync() || Instant::now() >= deadline {
+            return Ok(result);
+        }
+        eprintln!(
+            "not converged yet (missing {}, stale {}, extra {}); checking again",
+            result.missing, result.stale, result.extra
+        );
+        // A check reads both whole stores: at most a quarter of the time,
+        // so that it does not slow down the convergence it waits for (and
+        // not past the deadline, where one more check decides).
+        let pause = (started.elapsed() * 3).max(Duration::from_secs(1));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(pause.min(remaining)).await;
+    }
 }
 
 #[cfg(test)]

@@ -160,7 +160,8 @@ struct Pending {
 /// The slowest a pending write is polled.
 const MAX_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-fn histogram() -> Histogram<u64> {
+/// An empty histogram of microseconds.
+pub fn histogram() -> Histogram<u64> {
     // Microseconds, 1 µs to 10 minutes, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
@@ -194,10 +195,6 @@ impl Tracker {
             pacer: Pacer::new(budget.reads_per_s),
             reads_per_s: budget.reads_per_s.max(1),
         })
-    }
-
-    pub fn notifications_host(&self) -> &str {
-        &self.notifications_host
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -304,6 +301,28 @@ impl Tracker {
         while self.in_flight.load(Ordering::Relaxed) > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// A progress line every two seconds while the load runs.
+pub async fn progress(tracker: Arc<Tracker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let writes = tracker.writes.load(Ordering::Relaxed);
+        let (p50, p99) = {
+            let h = lock(&tracker.propagation);
+            (percentile_ms(&h, 0.5), percentile_ms(&h, 0.99))
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let rate = writes as f64 / tracker.elapsed().as_secs_f64();
+        eprintln!(
+            "[{:>4.0}s] writes {writes} ({rate:.0}/s)  propagation p50 {p50:.2} ms p99 {p99:.2} ms  watching {}  timeouts {}",
+            tracker.elapsed().as_secs_f64(),
+            tracker.in_flight.load(Ordering::Relaxed),
+            tracker.timeouts.load(Ordering::Relaxed),
+        );
     }
 }
 

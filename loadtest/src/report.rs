@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::{consistency::Consistency, propagation::Sample};
+use crate::{
+    baseline, consistency::Consistency, cost, propagation::Sample, service_metrics::SyncLatencyMs,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpMs {
@@ -22,29 +24,55 @@ pub struct PropagationMs {
     pub max: f64,
 }
 
+/// notification-service's own `sync_latency_seconds` over the run (source
+/// commit to the copy's write; the observer's `propagation_ms` is from the
+/// acknowledgement to the copy's answer).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSync {
+    #[serde(flatten)]
+    pub ms: SyncLatencyMs,
+    /// The raw-SQL baseline ran before the last read of the metrics (right
+    /// after the load), so its writes are among the events.
+    pub includes_baseline_writes: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub writes: u64,
     pub write_rps: f64,
+    /// Client-seen write latency (goose's throttle wait excluded).
     pub http_ms: HttpMs,
+    /// `http_ms.p50`, beside `raw_sql_write_p50_ms`.
+    pub write_p50_ms: f64,
     pub propagation_ms: PropagationMs,
+    /// Null when an instance's `/metrics` could not be read.
+    pub service_sync_latency_ms: Option<ServiceSync>,
     pub propagation_timeouts: u64,
     /// Writes not watched (over the watch budget): the propagation figures
     /// are those of the others; the consistency check covers all.
     pub unwatched_writes: u64,
-    /// Seconds from the end of the load to the first check that found the
-    /// copy equal to the source; null if it never did within the settle.
+    /// Seconds from the end of the last write (the load's, or the
+    /// baseline's when it ran right after the load) to the first check that
+    /// found the copy equal to the source; null if it never did within the
+    /// settle.
     pub converged_after_s: Option<f64>,
     pub consistency: Consistency,
     /// service write rate / raw SQL rate of the same writes; null when the
     /// baseline was skipped.
     pub write_efficiency: Option<f64>,
+    /// How the baseline ran (when, connections, mix).
+    pub write_efficiency_conditions: Option<baseline::Conditions>,
     pub raw_sql_rps: Option<f64>,
+    /// Client-seen latency of a raw-SQL write (BEGIN to COMMIT).
+    pub raw_sql_write_p50_ms: Option<f64>,
     pub users: usize,
     /// goose's request rate limit (`--throttle-requests`), if any: then
     /// `write_rps` is the load offered, not the service's limit.
     pub rate_limit: Option<u64>,
     pub duration_s: f64,
+    /// CPU time per write, by process (over the load).
+    #[serde(flatten)]
+    pub cost: cost::Report,
 }
 
 impl Summary {
@@ -63,7 +91,7 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "write latency     p50 {:.2} ms  p99 {:.2} ms",
+            "write latency     p50 {:.2} ms  p99 {:.2} ms (the service's answer; goose's throttle wait excluded)",
             self.http_ms.p50, self.http_ms.p99
         );
         let _ = writeln!(
@@ -79,11 +107,38 @@ impl Summary {
                 self.writes
             );
         }
+        if let Some(sync) = &self.service_sync_latency_ms {
+            let m = &sync.ms;
+            let _ = writeln!(
+                out,
+                "service sync      p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  over {} events ({} instance(s); notification-service's sync_latency_seconds, commit to copy{})",
+                m.p50,
+                m.p90,
+                m.p99,
+                m.events,
+                m.instances,
+                if sync.includes_baseline_writes {
+                    ", the baseline's writes included"
+                } else {
+                    ""
+                }
+            );
+        }
         match (self.raw_sql_rps, self.write_efficiency) {
             (Some(raw), Some(efficiency)) => {
+                let p50 = self
+                    .raw_sql_write_p50_ms
+                    .map_or_else(String::new, |ms| format!(", write p50 {ms:.2} ms"));
+                let when = self
+                    .write_efficiency_conditions
+                    .as_ref()
+                    .map_or("", |c| match c.when {
+                        baseline::When::AfterLoad => " (right after the load)",
+                        baseline::When::AfterSettle => " (after the settle)",
+                    });
                 let _ = writeln!(
                     out,
-                    "raw SQL baseline  {raw:.0}/s   write_efficiency {efficiency:.3}"
+                    "raw SQL baseline  {raw:.0}/s{p50}{when}   write_efficiency {efficiency:.3}"
                 );
             }
             _ => {
@@ -97,12 +152,13 @@ impl Summary {
         };
         let after = self
             .converged_after_s
-            .map_or_else(String::new, |s| format!(" ({s:.1} s after the load)"));
+            .map_or_else(String::new, |s| format!(" ({s:.1} s after the last write)"));
         let _ = writeln!(
             out,
             "consistency       {verdict}: checked {} missing {} stale {} extra {}{after}",
             c.checked, c.missing, c.stale, c.extra
         );
+        out.push_str(&self.cost.to_terminal());
         out
     }
 }
@@ -261,6 +317,80 @@ mod tests {
         assert_eq!(s.writes_per_s, [2.0, 1.0, 1.0]);
         assert_eq!(s.p50, [1.0, 0.0, 7.0]);
         assert_eq!(s.p99, [3.0, 0.0, 7.0]);
+    }
+
+    fn summary() -> Summary {
+        let mut cost = cost::Report::default();
+        cost.cost_per_write_ms.0.push(("postgres".into(), 0.5));
+        cost.cost_total_ms = Some(0.5);
+        cost.cost_total_without_loadtest_ms = Some(0.5);
+        cost.cost_writes = Some(1_000);
+        Summary {
+            writes: 1_000,
+            write_rps: 100.0,
+            http_ms: HttpMs {
+                p50: 5.0,
+                p99: 20.0,
+            },
+            write_p50_ms: 5.0,
+            propagation_ms: PropagationMs {
+                p50: 10.0,
+                p90: 12.0,
+                p99: 14.0,
+                p999: 20.0,
+                max: 30.0,
+            },
+            service_sync_latency_ms: Some(ServiceSync {
+                ms: SyncLatencyMs {
+                    p50: 4.0,
+                    p90: 6.0,
+                    p99: 9.0,
+                    events: 1_000,
+                    instances: 2,
+                },
+                includes_baseline_writes: true,
+            }),
+            propagation_timeouts: 0,
+            unwatched_writes: 0,
+            converged_after_s: Some(0.5),
+            consistency: Consistency::default(),
+            write_efficiency: Some(0.3),
+            write_efficiency_conditions: None,
+            raw_sql_rps: Some(333.0),
+            raw_sql_write_p50_ms: Some(2.0),
+            users: 8,
+            rate_limit: None,
+            duration_s: 10.0,
+            cost,
+        }
+    }
+
+    #[test]
+    fn the_summary_has_the_documented_keys() {
+        let json = serde_json::to_value(summary()).unwrap();
+        for key in [
+            "write_p50_ms",
+            "raw_sql_write_p50_ms",
+            "write_efficiency",
+            "write_efficiency_conditions",
+            "service_sync_latency_ms",
+            "cost_per_write_ms",
+            "cost_total_ms",
+            "cost_total_without_loadtest_ms",
+            "converged_after_s",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert_eq!(json["service_sync_latency_ms"]["p99"], 9.0);
+        assert_eq!(
+            json["service_sync_latency_ms"]["includes_baseline_writes"],
+            true
+        );
+        assert_eq!(json["cost_per_write_ms"]["postgres"], 0.5);
+        let text = summary().to_terminal();
+        assert!(text.contains("service sync      p50 4.00 ms"), "{text}");
+        assert!(text.contains("write p50 2.00 ms"), "{text}");
+        assert!(text.contains("CPU per write     postgres 0.500"), "{text}");
     }
 
     #[test]

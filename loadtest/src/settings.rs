@@ -3,7 +3,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `LOADTEST_RATE` | `50` | requests per second goose may send (its `--throttle-requests`); `0` = as fast as the goose users go |
+//! | `LOADTEST_RATE` | `50` | requests per second goose may send (its `--throttle-requests`); `0` = as fast as the goose users go; the capacity mode sets its own per step |
 //! | `LOADTEST_NOTIFICATIONS_HOST` | `http://localhost:8081` | where the copy is read |
 //! | `LOADTEST_CREATE_WEIGHT` | `1` | weight of `POST /users` |
 //! | `LOADTEST_UPDATE_WEIGHT` | `3` | weight of `PUT /users/{id}` |
@@ -12,18 +12,40 @@
 //! | `LOADTEST_WATCH_RATE` | `50` | new writes watched for arrival per second (a write to a user already watched joins it); the others are counted as unwatched |
 //! | `LOADTEST_POLL_RATE` | `200` | reads of the copy per second, all watchers together |
 //! | `LOADTEST_PROPAGATION_TIMEOUT_SECS` | `30` | a write not seen by then counts as a timeout |
-//! | `LOADTEST_SETTLE_SECS` | `60` | how long the consistency check waits for convergence |
+//! | `LOADTEST_SETTLE_SECS` | `60` | how long the consistency check waits for convergence (capacity mode: how long the copy may take to catch up after a step that failed, before the next) |
 //! | `LOADTEST_DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` | for the raw-SQL baseline |
-//! | `LOADTEST_BASELINE_SECS` | `10` | length of the baseline; `0` skips it |
+//! | `LOADTEST_BASELINE_SECS` | `10` | length of the raw-SQL baseline (`baseline.rs`); `0` skips it |
+//! | `LOADTEST_BASELINE_WHEN` | `after-load` | when the baseline runs: `after-load` (right after the load, before the drain and the consistency check: the sync still busy, as during the load) or `after-settle` (once the copy converged) |
 //! | `LOADTEST_WRITE_LOG` | unset | a file to log every write attempt and its fate to, one JSON line each (`write_log.rs`) |
-//! | `LOADTEST_OUT_DIR` | `target/loadtest` | where summary.json, the plot and goose's report go |
+//! | `LOADTEST_NOTIFICATIONS_METRICS` | the notifications host | comma-separated base URLs of every notification-service instance, whose `/metrics` give the service's own `sync_latency_seconds` over the run |
+//! | `LOADTEST_COST_PROCESSES` | the stack's processes (`cost::DEFAULT_PROCESSES`) | `label=matcher\|…;…`: the processes whose CPU time per write is reported (`cost.rs`); `off` turns it off |
+//! | `LOADTEST_OUT_DIR` | `target/loadtest` | where summary.json, the plots and the HTML reports go |
+//!
+//! The capacity mode (`capacity/`), instead of one run:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `LOADTEST_CAPACITY` | `0` | `1` steps the offered write rate up until a step fails, then bisects once |
+//! | `LOADTEST_CAPACITY_START` | `100` | the first step's offered writes (creates + updates) per second |
+//! | `LOADTEST_CAPACITY_FACTOR` | `1.25` | each rising step offers this many times the one before (above 1) |
+//! | `LOADTEST_CAPACITY_STEP_SECS` | `30` | length of a step |
+//! | `LOADTEST_CAPACITY_SETTLE_SECS` | `5` | pause between steps |
+//! | `LOADTEST_CAPACITY_P99_MS` | `1000` | a step holds only if the propagation p99 of its watched writes is at most this, and none of them timed out (`LOADTEST_PROPAGATION_TIMEOUT_SECS`) |
+//! | `LOADTEST_CAPACITY_CONVERGE_SECS` | `5` | … and a consistency check begun within this long after it finds the copy equal to the source |
+//! | `LOADTEST_CAPACITY_MIN_ACHIEVED` | `0.8` | … and it achieved at least this share of the offered write rate (goose's throttle itself delivers about 0.9 of it) |
+//! | `LOADTEST_CAPACITY_MAX_STEPS` | `30` | rising steps at most, in case none fails |
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use service_kit::env::Vars;
 
-use crate::propagation::Budget;
+use crate::{
+    baseline::When,
+    capacity::{schedule::Schedule, verdict::Criteria},
+    cost::{self, Watch},
+    propagation::Budget,
+};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -39,8 +61,24 @@ pub struct Settings {
     pub settle_timeout: Duration,
     pub database_url: String,
     pub baseline: Duration,
+    pub baseline_when: When,
     pub out_dir: PathBuf,
     pub write_log: Option<PathBuf>,
+    /// Base URLs of notification-service's `/metrics`.
+    pub notifications_metrics: Vec<String>,
+    /// The processes whose CPU time is measured; None when turned off.
+    pub cost: Option<Vec<Watch>>,
+    /// Set in capacity mode.
+    pub capacity: Option<Capacity>,
+}
+
+/// How the capacity mode steps.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    pub schedule: Schedule,
+    pub criteria: Criteria,
+    pub step: Duration,
+    pub settle: Duration,
 }
 
 impl Settings {
@@ -58,12 +96,33 @@ impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self> {
         let secs = |name, default| vars.parse(name, default).map(Duration::from_secs);
         let write_log = vars.string("LOADTEST_WRITE_LOG", "");
+        let notifications_host = vars
+            .string("LOADTEST_NOTIFICATIONS_HOST", "http://localhost:8081")
+            .trim_end_matches('/')
+            .to_owned();
+        let notifications_metrics = vars
+            .string("LOADTEST_NOTIFICATIONS_METRICS", &notifications_host)
+            .split(',')
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        let cost = match vars.string("LOADTEST_COST_PROCESSES", cost::DEFAULT_PROCESSES) {
+            off if off == "off" => None,
+            spec => Some(
+                cost::parse_processes(&spec)
+                    .with_context(|| format!("LOADTEST_COST_PROCESSES={spec:?} is not valid"))?,
+            ),
+        };
+        let baseline_when = match vars.string("LOADTEST_BASELINE_WHEN", "after-load").as_str() {
+            "after-load" | "after_load" => When::AfterLoad,
+            "after-settle" | "after_settle" => When::AfterSettle,
+            other => {
+                bail!("LOADTEST_BASELINE_WHEN={other:?} is not valid: after-load or after-settle")
+            }
+        };
         Ok(Self {
             rate: vars.parse("LOADTEST_RATE", 50)?,
-            notifications_host: vars
-                .string("LOADTEST_NOTIFICATIONS_HOST", "http://localhost:8081")
-                .trim_end_matches('/')
-                .to_owned(),
+            notifications_host,
             create_weight: vars.parse("LOADTEST_CREATE_WEIGHT", 1)?,
             update_weight: vars.parse("LOADTEST_UPDATE_WEIGHT", 3)?,
             read_weight: vars.parse("LOADTEST_READ_WEIGHT", 0)?,
@@ -81,9 +140,91 @@ impl Settings {
                 "postgres://postgres@localhost:5432/users_db",
             ),
             baseline: secs("LOADTEST_BASELINE_SECS", 10)?,
+            baseline_when,
             out_dir: PathBuf::from(vars.string("LOADTEST_OUT_DIR", "target/loadtest")),
             write_log: (!write_log.is_empty()).then(|| PathBuf::from(write_log)),
+            notifications_metrics,
+            cost,
+            capacity: Capacity::from_vars(vars)?,
         })
+    }
+}
+
+impl Capacity {
+    /// The capacity settings, when `LOADTEST_CAPACITY` turns the mode on.
+    ///
+    /// # Errors
+    /// When a variable does not parse or is out of its range.
+    fn from_vars(vars: &Vars) -> Result<Option<Self>> {
+        if !switch(vars, "LOADTEST_CAPACITY")? {
+            return Ok(None);
+        }
+        let start: f64 = vars.parse("LOADTEST_CAPACITY_START", 100.0)?;
+        let factor: f64 = vars.parse("LOADTEST_CAPACITY_FACTOR", 1.25)?;
+        let step: u64 = vars.parse("LOADTEST_CAPACITY_STEP_SECS", 30)?;
+        let max_p99_ms: f64 = vars.parse("LOADTEST_CAPACITY_P99_MS", 1000.0)?;
+        let converge_s: f64 = vars.parse("LOADTEST_CAPACITY_CONVERGE_SECS", 5.0)?;
+        let min_achieved: f64 = vars.parse("LOADTEST_CAPACITY_MIN_ACHIEVED", 0.8)?;
+        let max_steps: usize = vars.parse("LOADTEST_CAPACITY_MAX_STEPS", 30)?;
+        for (name, ok, range) in [
+            (
+                "LOADTEST_CAPACITY_START",
+                start.is_finite() && start > 0.0,
+                "above 0",
+            ),
+            (
+                "LOADTEST_CAPACITY_FACTOR",
+                factor.is_finite() && factor > 1.0,
+                "above 1",
+            ),
+            ("LOADTEST_CAPACITY_STEP_SECS", step > 0, "at least 1"),
+            (
+                "LOADTEST_CAPACITY_P99_MS",
+                max_p99_ms.is_finite() && max_p99_ms > 0.0,
+                "above 0",
+            ),
+            (
+                "LOADTEST_CAPACITY_CONVERGE_SECS",
+                converge_s.is_finite() && converge_s >= 0.0,
+                "0 or more",
+            ),
+            (
+                "LOADTEST_CAPACITY_MIN_ACHIEVED",
+                (0.0..=1.0).contains(&min_achieved),
+                "from 0 to 1",
+            ),
+            ("LOADTEST_CAPACITY_MAX_STEPS", max_steps > 0, "at least 1"),
+        ] {
+            if !ok {
+                bail!("{name} must be {range}");
+            }
+        }
+        Ok(Some(Self {
+            schedule: Schedule {
+                start,
+                factor,
+                max_steps,
+            },
+            criteria: Criteria {
+                max_p99_ms,
+                converge_s,
+                min_achieved,
+            },
+            step: Duration::from_secs(step),
+            settle: Duration::from_secs(vars.parse("LOADTEST_CAPACITY_SETTLE_SECS", 5)?),
+        }))
+    }
+}
+
+/// An on/off variable: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
+///
+/// # Errors
+/// When it is set to something else.
+fn switch(vars: &Vars, name: &str) -> Result<bool> {
+    match vars.string(name, "0").to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => bail!("{name}={other:?} is not valid: 1 or 0"),
     }
 }
 
@@ -114,6 +255,143 @@ mod tests {
         assert_eq!(settings.baseline, Duration::from_secs(10));
         assert_eq!(settings.out_dir, PathBuf::from("target/loadtest"));
         assert_eq!(settings.write_log, None);
+        assert_eq!(settings.baseline_when, When::AfterLoad);
+        assert_eq!(settings.notifications_metrics, ["http://localhost:8081"]);
+        let labels: Vec<String> = settings
+            .cost
+            .expect("on by default")
+            .into_iter()
+            .map(|w| w.label)
+            .collect();
+        assert!(labels.contains(&"postgres".to_owned()) && labels.contains(&"loadtest".to_owned()));
+        assert!(settings.capacity.is_none(), "off by default");
+    }
+
+    #[test]
+    fn the_capacity_mode_takes_the_documented_defaults() {
+        let settings =
+            Settings::from_vars(&Vars::from_pairs([("LOADTEST_CAPACITY", "1")])).expect("settings");
+        let capacity = settings.capacity.expect("on");
+        assert_eq!(
+            capacity.schedule,
+            Schedule {
+                start: 100.0,
+                factor: 1.25,
+                max_steps: 30
+            }
+        );
+        assert_eq!(
+            capacity.criteria,
+            Criteria {
+                max_p99_ms: 1000.0,
+                converge_s: 5.0,
+                min_achieved: 0.8
+            }
+        );
+        assert_eq!(capacity.step, Duration::from_secs(30));
+        assert_eq!(capacity.settle, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn capacity_variables_override_and_bad_ones_are_named() {
+        let vars = Vars::from_pairs([
+            ("LOADTEST_CAPACITY", "yes"),
+            ("LOADTEST_CAPACITY_START", "250"),
+            ("LOADTEST_CAPACITY_FACTOR", "1.5"),
+            ("LOADTEST_CAPACITY_STEP_SECS", "20"),
+            ("LOADTEST_CAPACITY_SETTLE_SECS", "0"),
+            ("LOADTEST_CAPACITY_P99_MS", "500"),
+            ("LOADTEST_CAPACITY_CONVERGE_SECS", "10"),
+            ("LOADTEST_CAPACITY_MIN_ACHIEVED", "0.7"),
+            ("LOADTEST_CAPACITY_MAX_STEPS", "4"),
+        ]);
+        let capacity = Settings::from_vars(&vars)
+            .expect("settings")
+            .capacity
+            .expect("on");
+        assert_eq!(
+            capacity.schedule,
+            Schedule {
+                start: 250.0,
+                factor: 1.5,
+                max_steps: 4
+            }
+        );
+        assert_eq!(
+            capacity.criteria,
+            Criteria {
+                max_p99_ms: 500.0,
+                converge_s: 10.0,
+                min_achieved: 0.7
+            }
+        );
+        assert_eq!(
+            (capacity.step, capacity.settle),
+            (Duration::from_secs(20), Duration::ZERO)
+        );
+        for (name, value) in [
+            ("LOADTEST_CAPACITY", "maybe"),
+            ("LOADTEST_CAPACITY_START", "0"),
+            ("LOADTEST_CAPACITY_START", "fast"),
+            ("LOADTEST_CAPACITY_FACTOR", "1"),
+            ("LOADTEST_CAPACITY_FACTOR", "NaN"),
+            ("LOADTEST_CAPACITY_STEP_SECS", "0"),
+            ("LOADTEST_CAPACITY_STEP_SECS", "-1"),
+            ("LOADTEST_CAPACITY_SETTLE_SECS", "soon"),
+            ("LOADTEST_CAPACITY_P99_MS", "0"),
+            ("LOADTEST_CAPACITY_CONVERGE_SECS", "-1"),
+            ("LOADTEST_CAPACITY_MIN_ACHIEVED", "1.5"),
+            ("LOADTEST_CAPACITY_MAX_STEPS", "0"),
+        ] {
+            let mut pairs = vec![(name, value)];
+            if name != "LOADTEST_CAPACITY" {
+                pairs.push(("LOADTEST_CAPACITY", "1"));
+            }
+            let error = Settings::from_vars(&Vars::from_pairs(pairs))
+                .expect_err(&format!("{name}={value}"));
+            assert!(
+                format!("{error:#}").contains(name),
+                "{name}={value}: {error:#}"
+            );
+        }
+        let off = Vars::from_pairs([("LOADTEST_CAPACITY", "0"), ("LOADTEST_CAPACITY_START", "0")]);
+        assert!(
+            Settings::from_vars(&off)
+                .expect("settings")
+                .capacity
+                .is_none(),
+            "capacity settings are not read when it is off"
+        );
+    }
+
+    #[test]
+    fn cost_metrics_and_baseline_settings_override_and_bad_ones_are_named() {
+        let vars = Vars::from_pairs([
+            ("LOADTEST_NOTIFICATIONS_HOST", "http://lb:9"),
+            (
+                "LOADTEST_NOTIFICATIONS_METRICS",
+                "http://a:1/, http://b:2 ,",
+            ),
+            ("LOADTEST_COST_PROCESSES", "db=comm:postgres;me=self"),
+            ("LOADTEST_BASELINE_WHEN", "after-settle"),
+        ]);
+        let settings = Settings::from_vars(&vars).expect("settings");
+        assert_eq!(settings.notifications_metrics, ["http://a:1", "http://b:2"]);
+        assert_eq!(settings.cost.expect("on").len(), 2);
+        assert_eq!(settings.baseline_when, When::AfterSettle);
+        let off = Vars::from_pairs([("LOADTEST_COST_PROCESSES", "off")]);
+        assert!(Settings::from_vars(&off).expect("settings").cost.is_none());
+        for (name, value) in [
+            ("LOADTEST_COST_PROCESSES", "postgres"),
+            ("LOADTEST_BASELINE_WHEN", "later"),
+        ] {
+            let error = Settings::from_vars(&Vars::from_pairs([(name, value)]))
+                .expect_err(&format!("{name}={value}"));
+            assert!(
+                format!("{error:#}").contains(name),
+                "{name}={value}: {error:#}"
+            );
+        }
     }
 
     #[test]

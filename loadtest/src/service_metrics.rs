@@ -1,0 +1,371 @@
+//! notification-service's own view of the sync: its `sync_latency_seconds`
+//! histogram (source commit to MongoDB write), read from `/metrics` before and
+//! after the run; the bucket counts' difference gives the run's percentiles,
+//! estimated as Prometheus's `histogram_quantile` does (linear within a
+//! bucket). Several instances (`LOADTEST_NOTIFICATIONS_METRICS`) are added up.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+
+/// The histogram read.
+pub const SYNC_LATENCY: &str = "sync_latency_seconds";
+
+/// A cumulative histogram: (upper bound `le`, observations at most that),
+/// by rising bound, the last being `+Inf`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets(pub Vec<(f64, f64)>);
+
+impl Buckets {
+    /// Observations in all.
+    pub fn count(&self) -> f64 {
+        self.0.last().map_or(0.0, |&(_, n)| n)
+    }
+
+    /// Adds `n` to the bucket `le` (a new bound is inserted in order).
+    fn add(&mut self, le: f64, n: f64) {
+        match self.0.binary_search_by(|(b, _)| b.total_cmp(&le)) {
+            Ok(i) => self.0[i].1 += n,
+            Err(i) => self.0.insert(i, (le, n)),
+        }
+    }
+
+    /// `self` + `other`, bucket by bucket.
+    pub fn plus(&self, other: &Buckets) -> Buckets {
+        let mut sum = self.clone();
+        for &(le, n) in &other.0 {
+            sum.add(le, n);
+        }
+        sum
+    }
+
+    /// What was observed since `before` (an earlier read of the same
+    /// instance). An instance that restarted in between counts from zero,
+    /// as Prometheus's `increase` does with a counter reset.
+    pub fn since(&self, before: &Buckets) -> Buckets {
+        if self.count() < before.count() {
+            return self.clone();
+        }
+        let earlier = |le: f64| {
+            before
+                .0
+                .iter()
+                .find(|(b, _)| b.total_cmp(&le).is_eq())
+                .map_or(0.0, |&(_, n)| n)
+        };
+        Buckets(
+            self.0
+                .iter()
+                .map(|&(le, n)| (le, (n - earlier(le)).max(0.0)))
+                .collect(),
+        )
+    }
+
+    /// The `q` quantile (0 to 1), as Prometheus's `histogram_quantile`: the
+    /// bucket holding the rank, then linear interpolation between its
+    /// bounds (the first bucket's lower bound is 0); a rank in the `+Inf`
+    /// bucket gives the highest finite bound. None without observations or
+    /// without a `+Inf` bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let buckets = &self.0;
+        let &(last_le, total) = buckets.last()?;
+        if buckets.len() < 2 || last_le != f64::INFINITY || total <= 0.0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total;
+        let b = buckets.iter().position(|&(_, n)| n >= rank)?;
+        if b == buckets.len() - 1 {
+            return Some(buckets[b - 1].0);
+        }
+        let (upper, count) = buckets[b];
+        if b == 0 && upper <= 0.0 {
+            return Some(upper);
+        }
+        let (lower, below) = if b == 0 { (0.0, 0.0) } else { buckets[b - 1] };
+        let in_bucket = count - below;
+        if in_bucket <= 0.0 {
+            return Some(upper);
+        }
+        Some(lower + (upper - lower) * (rank - below) / in_bucket)
+    }
+}
+
+/// Reads histogram `metric`'s buckets from Prometheus's text format, adding
+/// up the series that differ in other labels.
+///
+/// The exporter writes a histogram only once it has recorded a value: an
+/// instance that has not applied an event yet has no `<metric>_bucket` line,
+/// which reads as empty buckets.
+///
+/// # Errors
+/// When a `<metric>_bucket` line does not parse.
+pub fn parse(text: &str, metric: &str) -> Result<Buckets> {
+    let prefix = format!("{metric}_bucket");
+    let mut buckets = Buckets::default();
+    for line in text.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !rest.starts_with('{') {
+            continue; // another metric whose name starts the same
+        }
+        let (labels, value) = split_labels(rest).with_context(|| format!("in {line:?}"))?;
+        let le = labels
+            .iter()
+            .find(|(name, _)| name == "le")
+            .map(|(_, v)| parse_number(v))
+            .ok_or_else(|| anyhow!("no le label in {line:?}"))?
+            .with_context(|| format!("the le of {line:?}"))?;
+        let count = value
+            .split_whitespace()
+            .next()
+            .ok_or_else(|| anyhow!("no value in {line:?}"))
+            .and_then(parse_number)
+            .with_context(|| format!("the value of {line:?}"))?;
+        buckets.add(le, count);
+    }
+    Ok(buckets)
+}
+
+/// A number as Prometheus writes it (`+Inf`, `-Inf` and `NaN` included).
+fn parse_number(text: &str) -> Result<f64> {
+    match text {
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => text
+            .parse()
+            .map_err(|e| anyhow!("{text:?} is not a number: {e}")),
+    }
+}
+
+/// Splits `{a="x",b="y"} rest` into its labels and the rest. Label values
+/// may hold commas, braces and escaped quotes.
+fn split_labels(text: &str) -> Result<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    let mut chars = text.char_indices().skip(1).peekable();
+    loop {
+        // A name, up to '=' (or the closing brace).
+        let mut name = String::new();
+        loop {
+            match chars.next() {
+                Some((i, '}')) if name.trim().is_empty() => {
+                    return Ok((labels, &text[i + 1..]));
+                }
+                Some((_, '=')) => break,
+                Some((_, ',')) if name.trim().is_empty() => {}
+                Some((_, c)) => name.push(c),
+                None => bail!("the labels do not end"),
+            }
+        }
+        if chars.next().map(|(_, c)| c) != Some('"') {
+            bail!("label {name:?} has no quoted value");
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => bail!("the labels do not end"),
+                },
+                Some((_, '"')) => break,
+                Some((_, c)) => value.push(c),
+                None => bail!("the labels do not end"),
+            }
+        }
+        labels.push((name.trim().to_owned(), value));
+    }
+}
+
+/// The run's percentiles by the service's own histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SyncLatencyMs {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    /// Events the histogram observed over the run.
+    pub events: u64,
+    /// Instances read.
+    pub instances: usize,
+}
+
+impl SyncLatencyMs {
+    /// The percentiles of the events observed between `before` and `after`
+    /// (one read per instance, in the same order); None when there were none.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    pub fn over(before: &[Buckets], after: &[Buckets]) -> Option<Self> {
+        let run = before
+            .iter()
+            .zip(after)
+            .fold(Buckets::default(), |sum, (b, a)| sum.plus(&a.since(b)));
+        let ms = |q| run.quantile(q).map(|s| s * 1e3);
+        Some(Self {
+            p50: ms(0.5)?,
+            p90: ms(0.9)?,
+            p99: ms(0.99)?,
+            events: run.count().round() as u64,
+            instances: after.len(),
+        })
+    }
+}
+
+/// Reads [`SYNC_LATENCY`] from each base URL's `/metrics`.
+///
+/// # Errors
+/// When an instance does not answer, or its histogram does not parse.
+pub async fn read(http: &reqwest::Client, base_urls: &[String]) -> Result<Vec<Buckets>> {
+    let mut out = Vec::with_capacity(base_urls.len());
+    for base in base_urls {
+        let url = format!("{base}/metrics");
+        let text = http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("reading {url}"))?
+            .text()
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        out.push(parse(&text, SYNC_LATENCY).with_context(|| format!("in {url}"))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INF: f64 = f64::INFINITY;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn buckets_are_read_from_the_text_format_and_series_added_up() {
+        let text = r#"
+# HELP sync_latency_seconds Time from the source commit to the MongoDB write.
+# TYPE sync_latency_seconds histogram
+sync_latency_seconds_bucket{le="0.01"} 10
+sync_latency_seconds_bucket{le="0.1"} 60
+sync_latency_seconds_bucket{le="+Inf"} 100
+sync_latency_seconds_sum 12.5
+sync_latency_seconds_count 100
+sync_latency_seconds_bucket{type="user_updated",le="0.01"} 1
+sync_latency_seconds_bucket{le="0.1",type="a,b}\"c"} 2
+sync_latency_seconds_bucket{type="user_updated",le="+Inf"} 3 1700000000000
+sync_latency_seconds_bucketless{le="0.1"} 99
+outbox_publish_duration_seconds_bucket{le="0.01"} 7
+"#;
+        let buckets = parse(text, SYNC_LATENCY).expect("parses");
+        assert_eq!(buckets.0, [(0.01, 11.0), (0.1, 62.0), (INF, 103.0)]);
+        assert!(close(buckets.count(), 103.0));
+    }
+
+    #[test]
+    fn text_without_the_histogram_is_empty_and_a_bad_line_is_an_error() {
+        let none = parse("http_requests_total 3\n", SYNC_LATENCY).expect("no histogram yet");
+        assert_eq!(none.count(), 0.0);
+        for line in [
+            "sync_latency_seconds_bucket{le=\"x\"} 1",
+            "sync_latency_seconds_bucket{le=\"0.1\"} many",
+            "sync_latency_seconds_bucket{type=\"a\"} 1",
+            "sync_latency_seconds_bucket{le=\"0.1\" 1",
+            "sync_latency_seconds_bucket{le=0.1} 1",
+        ] {
+            assert!(parse(line, SYNC_LATENCY).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_like_histogram_quantile() {
+        // 10 at most 10 ms, 50 more up to 100 ms, 30 more up to 1 s, 10 beyond.
+        let h = Buckets(vec![(0.01, 10.0), (0.1, 60.0), (1.0, 90.0), (INF, 100.0)]);
+        // rank 50: bucket (0.01, 0.1], 40 of its 50: 0.01 + 0.09 * 0.8.
+        assert!(close(h.quantile(0.5).expect("p50"), 0.082));
+        // rank 5: the first bucket, from 0: 0.01 * 5 / 10.
+        assert!(close(h.quantile(0.05).expect("p5"), 0.005));
+        // rank 90: the top of (0.1, 1].
+        assert!(close(h.quantile(0.9).expect("p90"), 1.0));
+        // rank 75: (0.1, 1], 15 of its 30: 0.1 + 0.9 * 0.5.
+        assert!(close(h.quantile(0.75).expect("p75"), 0.55));
+        // rank 99: in +Inf: the highest finite bound.
+        assert!(close(h.quantile(0.99).expect("p99"), 1.0));
+        assert_eq!(Buckets(vec![(0.1, 0.0), (INF, 0.0)]).quantile(0.5), None);
+        assert_eq!(Buckets(vec![(0.1, 5.0)]).quantile(0.5), None, "no +Inf");
+    }
+
+    #[test]
+    fn the_run_is_the_difference_of_two_reads_summed_over_instances() {
+        let before = [
+            Buckets(vec![(0.01, 5.0), (0.1, 5.0), (INF, 5.0)]),
+            Buckets(vec![(0.01, 100.0), (0.1, 200.0), (INF, 300.0)]),
+        ];
+        let after = [
+            // 10 more at most 10 ms, 40 more up to 100 ms.
+            Buckets(vec![(0.01, 15.0), (0.1, 55.0), (INF, 55.0)]),
+            // Restarted: 10 observations since, all at most 10 ms.
+            Buckets(vec![(0.01, 10.0), (0.1, 10.0), (INF, 10.0)]),
+        ];
+        let run = after[0].since(&before[0]).plus(&after[1].since(&before[1]));
+        assert_eq!(run.0, [(0.01, 20.0), (0.1, 60.0), (INF, 60.0)]);
+        let ms = SyncLatencyMs::over(&before, &after).expect("events");
+        assert_eq!((ms.events, ms.instances), (60, 2));
+        // rank 30 of 60: (0.01, 0.1], 10 of its 40: 10 + 90 * 0.25 = 32.5 ms.
+        assert!(close(ms.p50, 32.5), "{ms:?}");
+        // rank 59.4: 10 + 90 * 39.4 / 40 = 98.65 ms.
+        assert!(close(ms.p99, 98.65), "{ms:?}");
+        assert_eq!(SyncLatencyMs::over(&before[..1], &before[..1]), None);
+    }
+
+    /// A server answering `GET /metrics` with `body`, and 404 otherwise.
+    async fn metrics_server(body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0_u8; 2048];
+                    let n = socket.read(&mut request).await.unwrap_or(0);
+                    let found = request[..n].starts_with(b"GET /metrics ");
+                    let (status, body) = if found {
+                        ("200 OK", body)
+                    } else {
+                        ("404 Not Found", "")
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn every_instance_is_read_and_one_that_does_not_answer_is_named() {
+        let base = metrics_server(
+            "sync_latency_seconds_bucket{le=\"0.01\"} 3\nsync_latency_seconds_bucket{le=\"+Inf\"} 4\n",
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let buckets = read(&http, &[base.clone(), base.clone()])
+            .await
+            .expect("read");
+        assert_eq!(buckets.len(), 2);
+        assert_eq!(buckets[1].0, [(0.01, 3.0), (INF, 4.0)]);
+        let error = read(&http, &[base, "http://127.0.0.1:9".into()])
+            .await
+            .expect_err("nothing listens on port 9");
+        assert!(
+            format!("{error:#}").contains("http://127.0.0.1:9/metrics"),
+            "{error:#}"
+        );
+        // Nothing applied yet: the exporter writes no histogram at all.
+        let fresh = metrics_server("sync_events_total{outcome=\"applied\"} 0\n").await;
+        let buckets = read(&http, &[fresh]).await.expect("read");
+        assert_eq!(buckets[0].count(), 0.0);
+    }
+}
