@@ -397,11 +397,7 @@ td.l,th.l{{text-align:left}}tr.no{{background:#fdd}}</style></head><body>\n<h1>u
 mod tests {
     use super::*;
 
-    const CRITERIA: Criteria = Criteria {
-        max_p99_ms: 1000.0,
-        converge_s: 5.0,
-        min_achieved: 0.9,
-    };
+    const CRITERIA: Criteria = crate::capacity::verdict::TEST_CRITERIA;
 
     fn step(n: usize, kind: StepKind, offered: f64, p99: f64, held: bool) -> Step {
         Step {

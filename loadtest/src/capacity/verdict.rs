@@ -70,15 +70,19 @@ pub fn why_not(criteria: &Criteria, m: &Measured) -> Vec<String> {
     reasons
 }
 
+/// The criteria the tests judge steps by.
+#[cfg(test)]
+pub(crate) const TEST_CRITERIA: Criteria = Criteria {
+    max_p99_ms: 1000.0,
+    converge_s: 5.0,
+    min_achieved: 0.9,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CRITERIA: Criteria = Criteria {
-        max_p99_ms: 1000.0,
-        converge_s: 5.0,
-        min_achieved: 0.9,
-    };
+    const CRITERIA: Criteria = TEST_CRITERIA;
 
     fn good() -> Measured {
         Measured {

@@ -28,6 +28,22 @@ async fn fresh_store() -> NotificationStore {
     store
 }
 
+/// `n` stores on the test's database, each with a client (and so
+/// connections) of its own, as `n` instances would have.
+async fn stores_with_own_clients(
+    config: &notification_service::Config,
+    n: usize,
+) -> Vec<NotificationStore> {
+    let mut stores = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
+            .await
+            .expect("client");
+        stores.push(NotificationStore::new(client.database(&config.database)));
+    }
+    stores
+}
+
 #[tokio::test]
 async fn only_a_newer_version_replaces_the_copy() {
     let store = fresh_store().await;
@@ -126,13 +142,7 @@ async fn concurrent_increments_from_eight_clients_all_count() {
 #[tokio::test]
 async fn racing_compare_and_set_writes_never_leave_an_older_version() {
     let (_, config) = fresh_database().await;
-    let mut stores = Vec::new();
-    for _ in 0..8 {
-        let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
-            .await
-            .expect("client");
-        stores.push(NotificationStore::new(client.database(&config.database)));
-    }
+    let stores = stores_with_own_clients(&config, 8).await;
     stores[0].prepare().await.expect("prepare");
     for round in 0..25_i64 {
         let writes = stores.iter().zip(1_i64..).map(|(store, k)| async move {
@@ -159,13 +169,7 @@ async fn racing_compare_and_set_writes_never_leave_an_older_version() {
 #[tokio::test]
 async fn a_lease_has_one_holder_until_it_expires() {
     let (_, config) = fresh_database().await;
-    let mut stores = Vec::new();
-    for _ in 0..8 {
-        let client = mongodb::Client::with_uri_str(&config.mongodb_uri)
-            .await
-            .expect("client");
-        stores.push(NotificationStore::new(client.database(&config.database)));
-    }
+    let stores = stores_with_own_clients(&config, 8).await;
     let store = &stores[0];
     let ttl = std::time::Duration::from_millis(1500);
     assert!(

@@ -8,18 +8,24 @@ use user_service::{config::RelayConfig, domain::UserDraft, relay::Relay, store::
 
 use crate::helpers::{TestApp, stream_events, test_config};
 
-#[tokio::test]
-async fn events_committed_before_a_crash_are_published_at_the_next_start() {
-    let config = test_config(None).await;
-    // A change committed with its outbox row, and then the process died
-    // before publishing: simulated by writing through the store alone.
+/// The store on the test's database, migrated, with no service running: as
+/// if the service had committed changes and died before publishing them.
+async fn migrated_store(config: &user_service::Config) -> UserStore {
     let pool = sqlx::PgPool::connect(&config.database_url)
         .await
         .expect("pool");
     user_service::startup::migrate(&pool)
         .await
         .expect("migrations");
-    let store = UserStore::new(pool);
+    UserStore::new(pool)
+}
+
+#[tokio::test]
+async fn events_committed_before_a_crash_are_published_at_the_next_start() {
+    let config = test_config(None).await;
+    // A change committed with its outbox row, and then the process died
+    // before publishing: simulated by writing through the store alone.
+    let store = migrated_store(&config).await;
     let draft = UserDraft::parse("Crash", "crash@example.com").expect("valid");
     let (user, _) = store.create(&draft).await.expect("committed");
     assert!(
@@ -155,13 +161,8 @@ async fn graceful_shutdown_publishes_what_was_committed() {
 #[tokio::test]
 async fn two_relays_draining_one_outbox_publish_each_row_once() {
     let config = test_config(None).await;
-    let pool = sqlx::PgPool::connect(&config.database_url)
-        .await
-        .expect("pool");
-    user_service::startup::migrate(&pool)
-        .await
-        .expect("migrations");
-    let store = UserStore::new(pool.clone());
+    let store = migrated_store(&config).await;
+    let pool = store.pool().clone();
     const ROWS: usize = 600;
     for n in 0..ROWS {
         let draft = UserDraft::parse("Waiting", &format!("waiting{n}@example.com")).expect("valid");
