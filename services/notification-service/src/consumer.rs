@@ -651,6 +651,16 @@ async fn watch_info(mut stream: Stream, mut consumer: PullConsumer) {
 }
 
 async fn export_info(stream: &mut Stream, consumer: &mut PullConsumer, peers: &mut Peers) {
+    let mut stream_cluster = None;
+    match stream.info().await {
+        Ok(info) => {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("nats_stream_messages").set(info.state.messages as f64);
+            stream_cluster = info.cluster.clone();
+            peers.export("nats_stream", stream_cluster.as_ref());
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read stream info"),
+    }
     match consumer.info().await {
         Ok(info) => {
             #[allow(clippy::cast_precision_loss)]
@@ -659,18 +669,28 @@ async fn export_info(stream: &mut Stream, consumer: &mut PullConsumer, peers: &m
                 metrics::gauge!("consumer_ack_pending_messages").set(info.num_ack_pending as f64);
                 metrics::gauge!("consumer_redelivered_messages").set(info.num_redelivered as f64);
             }
-            peers.export("nats_consumer", info.cluster.as_ref());
+            let cluster = consumer_cluster(info.cluster.as_ref(), stream_cluster.as_ref());
+            peers.export("nats_consumer", cluster.as_ref());
         }
         Err(e) => tracing::debug!(error = %e, "cannot read consumer info"),
     }
-    match stream.info().await {
-        Ok(info) => {
-            #[allow(clippy::cast_precision_loss)]
-            metrics::gauge!("nats_stream_messages").set(info.state.messages as f64);
-            let cluster = info.cluster.clone();
-            peers.export("nats_stream", cluster.as_ref());
+}
+
+/// The consumer's replica group. A server without clustering reports none for
+/// a consumer (it does for the stream): the consumer then lives on, and is led
+/// by, the stream's one server.
+fn consumer_cluster(
+    consumer: Option<&ClusterInfo>,
+    stream: Option<&ClusterInfo>,
+) -> Option<ClusterInfo> {
+    match consumer {
+        Some(cluster) if cluster.leader.is_some() || !cluster.replicas.is_empty() => {
+            Some(cluster.clone())
         }
-        Err(e) => tracing::debug!(error = %e, "cannot read stream info"),
+        _ => stream.map(|stream| ClusterInfo {
+            leader: stream.leader.clone(),
+            ..ClusterInfo::default()
+        }),
     }
 }
 
@@ -749,7 +769,9 @@ mod tests {
     use chrono::Utc;
     use events::{EventType, UserEvent, UserPayload};
 
-    use super::{Known, Plan, plan, writes_needed};
+    use async_nats::jetstream::stream::ClusterInfo;
+
+    use super::{Known, Plan, consumer_cluster, plan, writes_needed};
 
     fn event(kind: EventType, version: i64) -> UserEvent {
         let at = Utc::now();
@@ -840,5 +862,34 @@ mod tests {
     fn a_lone_event_is_written_whatever_its_version() {
         assert_eq!(writes_needed(&[Some((3, 1))]), [true]);
         assert_eq!(writes_needed(&[Some((3, 9)), Some((4, 1))]), [true, true]);
+    }
+
+    #[test]
+    fn a_consumer_without_a_replica_group_is_led_by_the_stream_server() {
+        let stream = ClusterInfo {
+            leader: Some("nats-1".into()),
+            ..ClusterInfo::default()
+        };
+        let led = |c: Option<ClusterInfo>| c.and_then(|c| c.leader);
+        assert_eq!(
+            led(consumer_cluster(None, Some(&stream))),
+            Some("nats-1".into())
+        );
+        assert_eq!(
+            led(consumer_cluster(
+                Some(&ClusterInfo::default()),
+                Some(&stream)
+            )),
+            Some("nats-1".into())
+        );
+        let own = ClusterInfo {
+            leader: Some("nats-2".into()),
+            ..ClusterInfo::default()
+        };
+        assert_eq!(
+            led(consumer_cluster(Some(&own), Some(&stream))),
+            Some("nats-2".into())
+        );
+        assert_eq!(led(consumer_cluster(None, None)), None);
     }
 }

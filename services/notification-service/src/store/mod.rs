@@ -193,9 +193,9 @@ impl NotificationStore {
     /// compare-and-set that also inserts a missing copy, and fails with a
     /// duplicate `_id` when the copy is as new or newer. For each event, in
     /// order: whether the command wrote it ([`BatchWrite::Written`]), or it
-    /// must be applied one by one ([`BatchWrite::Unsettled`]: some copy was
-    /// not older, or a statement or the command's write concern failed; see
-    /// `batch_writes`), which reads first and retries.
+    /// must be applied one by one ([`BatchWrite::Unsettled`]: its copy was
+    /// not older, or its statement or the command's write concern failed;
+    /// see `batch_writes`), which reads first and retries.
     ///
     /// `run_command` applies no default write concern and is never retried
     /// by the driver, which is why the concern is in the command and the
@@ -393,14 +393,19 @@ pub enum BatchWrite {
     Unsettled,
 }
 
-/// Each statement's fate from an `update` command's reply: all written when
-/// the command reports no error; none settled otherwise. A write error could
-/// say which statement failed, but FerretDB 1.24 stops an unordered update at
-/// its first failing statement and reports it at index 0, so any write error
-/// sends the whole batch one by one (which reads each copy first). A write
-/// concern error comes back with `ok: 1` and every statement counted: such
-/// writes may be rolled back (a replica set failing over), so none is
-/// settled; nor any when the command itself failed.
+/// Each statement's fate from an `update` command's reply: written unless a
+/// write error names it (an upsert meeting a copy as new or newer fails with
+/// a duplicate `_id`; with `ordered: false` the other statements still run:
+/// MongoDB does, and FerretDB does with `tools/ferretdb/writes-batched.patch`).
+/// Each statement of ours that succeeds writes one document (its filter
+/// needs an older version, its update sets a newer one, or it inserts), so
+/// the reply's `n` must count exactly the statements no error names; a reply
+/// that does not add up (stock FerretDB stops at the first failing statement
+/// and reports it at index 0, with no `n`), or a write error that names no
+/// statement of the command, settles none. A write concern error comes back
+/// with `ok: 1` and every statement counted: such writes may be rolled back
+/// (a replica set failing over), so none is settled; nor any when the command
+/// itself failed.
 fn batch_writes(reply: &Document, statements: usize) -> Vec<BatchWrite> {
     let ok = match reply.get("ok") {
         Some(Bson::Double(ok)) => *ok == 1.0,
@@ -408,14 +413,34 @@ fn batch_writes(reply: &Document, statements: usize) -> Vec<BatchWrite> {
         Some(Bson::Int64(ok)) => *ok == 1,
         _ => false,
     };
-    let settled =
-        ok && !reply.contains_key("writeErrors") && !reply.contains_key("writeConcernError");
-    let write = if settled {
-        BatchWrite::Written
-    } else {
-        BatchWrite::Unsettled
+    let none = vec![BatchWrite::Unsettled; statements];
+    if !ok || reply.contains_key("writeConcernError") {
+        return none;
+    }
+    let mut writes = vec![BatchWrite::Written; statements];
+    let failed = match reply.get("writeErrors") {
+        None => &Vec::new(),
+        Some(Bson::Array(failed)) => failed,
+        Some(_) => return none,
     };
-    vec![write; statements]
+    for error in failed {
+        let index = match error.as_document().and_then(|e| e.get("index")) {
+            Some(Bson::Int32(i)) => usize::try_from(*i).ok(),
+            Some(Bson::Int64(i)) => usize::try_from(*i).ok(),
+            _ => None,
+        };
+        match index.and_then(|i| writes.get_mut(i)) {
+            Some(write) => *write = BatchWrite::Unsettled,
+            None => return none,
+        }
+    }
+    let written = writes.iter().filter(|w| **w == BatchWrite::Written).count();
+    let n = match reply.get("n") {
+        Some(Bson::Int32(n)) => usize::try_from(*n).ok(),
+        Some(Bson::Int64(n)) => usize::try_from(*n).ok(),
+        _ => None,
+    };
+    if n == Some(written) { writes } else { none }
 }
 
 #[cfg(test)]
@@ -425,7 +450,7 @@ mod tests {
     use super::{BatchWrite::*, batch_writes};
 
     #[test]
-    fn a_batch_is_written_only_when_no_statement_failed_and_the_concern_was_met() {
+    fn each_statement_is_written_unless_its_write_failed_or_the_concern_was_not_met() {
         let cases = [
             (
                 doc! {"n": 3, "nModified": 2, "upserted": [{"index": 1, "_id": "7"}], "ok": 1.0},
@@ -433,14 +458,39 @@ mod tests {
                 "two updated, one inserted",
             ),
             (
-                doc! {"n": 2_i64, "ok": 1},
+                doc! {"n": 3_i64, "ok": 1},
                 vec![Written, Written, Written],
                 "int64 n, int32 ok",
             ),
             (
                 doc! {"n": 2, "ok": 1.0, "writeErrors": [{"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"}]},
+                vec![Written, Unsettled, Written],
+                "the second's copy was as new: its _id clashed",
+            ),
+            (
+                doc! {"n": 1, "ok": 1.0, "writeErrors": [{"index": 0_i64, "code": 2}, {"index": 2, "code": 11000}]},
+                vec![Unsettled, Written, Unsettled],
+                "two failed",
+            ),
+            (
+                doc! {"ok": 1.0, "writeErrors": [{"index": 0, "code": 11000}]},
                 vec![Unsettled, Unsettled, Unsettled],
-                "a copy was as new (its _id clashed): which, FerretDB does not say",
+                "stock FerretDB: the second failed, the third never ran, no n",
+            ),
+            (
+                doc! {"n": 1, "ok": 1.0, "writeErrors": [{"index": 0, "code": 11000}]},
+                vec![Unsettled, Unsettled, Unsettled],
+                "n counts fewer writes than the errors leave",
+            ),
+            (
+                doc! {"n": 2, "ok": 1.0},
+                vec![Unsettled, Unsettled, Unsettled],
+                "n counts fewer writes than statements",
+            ),
+            (
+                doc! {"n": 2, "ok": 1.0, "writeErrors": [{"index": 9, "code": 11000}]},
+                vec![Unsettled, Unsettled, Unsettled],
+                "an error of no statement of the command",
             ),
             (
                 doc! {"n": 3, "nModified": 3, "ok": 1.0,

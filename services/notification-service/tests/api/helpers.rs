@@ -29,6 +29,9 @@ pub fn test_config(mongodb_uri: Option<String>, nats_url: Option<String>) -> Con
     config.nats.stream = names.stream();
     config.consumer.name = names.consumer();
     config.consumer.workers = 4;
+    // No user-service here: the drift sweep would read whatever answers on
+    // the default :8080 (a stack the user runs, say).
+    config.drift_check_interval = std::time::Duration::ZERO;
     config
 }
 

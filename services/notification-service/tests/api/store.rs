@@ -214,8 +214,8 @@ async fn a_lease_has_one_holder_until_it_expires() {
 
 /// The consumer's batch commands: one insert of many creates (an existing
 /// copy is reported, not overwritten), and one update of many copies that
-/// writes over older copies and inserts missing ones; a batch meeting a copy
-/// as new or newer leaves that copy alone and is reported unsettled.
+/// writes over older copies and inserts missing ones, and reports each
+/// statement that met a copy as new or newer, leaving that copy alone.
 #[tokio::test]
 async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
     let store = fresh_store().await;
@@ -244,18 +244,32 @@ async fn batch_commands_write_many_copies_and_report_what_they_did_not() {
         store.update_newer(&writes).await.unwrap(),
         [Written, Written, Written]
     );
-    for (older, why) in [
-        (event(UserUpdated, 2, 6, "v6"), "older than the copy"),
-        (event(UserUpdated, 2, 7, "v7 again"), "as new as the copy"),
+    for (beside, older, why) in [
+        (50, event(UserUpdated, 2, 6, "v6"), "older than the copy"),
+        (
+            60,
+            event(UserUpdated, 2, 7, "v7 again"),
+            "as new as the copy",
+        ),
     ] {
-        // Beside it, a write MongoDB makes and FerretDB may not (it stops at
-        // the first failing statement): either way, the batch is unsettled.
-        let newer = event(UserUpdated, 50, 1, "v1");
+        // The statements around it, of users with no copy yet, are written
+        // all the same (ordered: false).
+        let before = event(UserUpdated, beside, 1, &format!("beside {why}"));
+        let after = event(UserUpdated, beside + 1, 1, &format!("beside {why}"));
         assert_eq!(
-            store.update_newer(&[&older, &newer]).await.unwrap(),
-            [Unsettled, Unsettled],
+            store
+                .update_newer(&[&before, &older, &after])
+                .await
+                .unwrap(),
+            [Written, Unsettled, Written],
             "{why}"
         );
+        for id in [beside, beside + 1] {
+            assert_eq!(
+                store.get(id).await.unwrap().expect("copy").name,
+                format!("beside {why}")
+            );
+        }
     }
     for id in [1, 3] {
         assert_eq!(store.get(id).await.unwrap().expect("copy").name, "v2");
