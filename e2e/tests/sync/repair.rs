@@ -143,15 +143,9 @@ async fn the_drift_gauge_shows_a_corrupted_copy() {
         "sync_drift_users to show the drift",
         Duration::from_secs(20),
         || async {
-            let metrics = stack
-                .http
-                .get(stack.notifications_url("/metrics"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .text()
-                .await
-                .map_err(|e| e.to_string())?;
+            let metrics = testkit::http::Metrics::of(&stack.http, &stack.notifications_url(""))
+                .page()
+                .await?;
             let wanted = [
                 "sync_drift_users{kind=\"missing\"} 1",
                 "sync_drift_users{kind=\"stale\"} 1",

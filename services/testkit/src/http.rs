@@ -55,17 +55,21 @@ impl Metrics {
     /// The value of one series, named exactly as the page writes it
     /// (`name{label="value",...}`); 0 when the series is absent.
     pub async fn value(&self, series: &str) -> f64 {
-        let text = self
-            .http
+        let text = self.page().await.unwrap_or_else(|e| panic!("{e}"));
+        series_value(&text, series)
+    }
+
+    /// The whole page, or why it could not be read (for [`eventually`]).
+    pub async fn page(&self) -> Result<String, String> {
+        self.http
             .get(&self.url)
             .send()
             .await
             .and_then(Response::error_for_status)
-            .unwrap_or_else(|e| panic!("GET {}: {e}", self.url))
+            .map_err(|e| format!("GET {}: {e}", self.url))?
             .text()
             .await
-            .unwrap_or_else(|e| panic!("reading {}: {e}", self.url));
-        series_value(&text, series)
+            .map_err(|e| format!("reading {}: {e}", self.url))
     }
 
     /// Waits until `series` exceeds `above`, and returns it.

@@ -66,7 +66,7 @@ async fn metrics_show_applied_events_and_the_sync_latency_histogram() {
 #[tokio::test]
 async fn metrics_name_the_server_leading_the_stream_and_the_consumer_on_one_server() {
     let app = TestApp::spawn().await;
-    let page = format!("{}/metrics", app.base);
+    let metrics = app.metrics();
     // One server, no cluster: NATS reports a leader for the stream and none
     // for the consumer, which lives on that same server; the dashboard's
     // leader panels need both.
@@ -74,15 +74,7 @@ async fn metrics_name_the_server_leading_the_stream_and_the_consumer_on_one_serv
         "a leader for the stream and the consumer",
         std::time::Duration::from_secs(30),
         || async {
-            let text = app
-                .http
-                .get(&page)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .text()
-                .await
-                .map_err(|e| e.to_string())?;
+            let text = metrics.page().await?;
             let leads = |prefix: &str| {
                 text.lines()
                     .any(|line| line.starts_with(prefix) && line.ends_with(" 1"))
