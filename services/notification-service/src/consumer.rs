@@ -372,10 +372,10 @@ const KNOWN_MAX: usize = 200_000;
 ///
 /// A user's events all go to one worker, and a copy's version never goes
 /// down (a delete keeps it, as a tombstone), so a version known here is at
-/// most the copy's: an event no newer is stale, and a newer one can be
-/// written over it with a compare-and-set on that version. Should the copy
-/// have moved on meanwhile (another instance, or a repair), the
-/// compare-and-set misses and the event is applied after a read. Only a copy removed by hand
+/// most the copy's: an event no newer is stale, and a newer one goes into
+/// the guarded update (`version < event's`). Should the copy have moved on
+/// meanwhile (another instance, or a repair), that statement fails and the
+/// event is applied after a read. Only a copy removed by hand
 /// is not seen: events older than the known version are then skipped, as
 /// they would have been; newer ones recreate the copy, and `resync` restores
 /// the rest. When full, it starts afresh (unknown copies are only read).

@@ -424,23 +424,27 @@ fn batch_writes(reply: &Document, statements: usize) -> Vec<BatchWrite> {
         Some(_) => return none,
     };
     for error in failed {
-        let index = match error.as_document().and_then(|e| e.get("index")) {
-            Some(Bson::Int32(i)) => usize::try_from(*i).ok(),
-            Some(Bson::Int64(i)) => usize::try_from(*i).ok(),
-            _ => None,
-        };
+        let index = count(error.as_document().and_then(|e| e.get("index")));
         match index.and_then(|i| writes.get_mut(i)) {
             Some(write) => *write = BatchWrite::Unsettled,
             None => return none,
         }
     }
     let written = writes.iter().filter(|w| **w == BatchWrite::Written).count();
-    let n = match reply.get("n") {
+    if count(reply.get("n")) == Some(written) {
+        writes
+    } else {
+        none
+    }
+}
+
+/// A count or an index in a reply (int32 or int64; the servers differ).
+fn count(value: Option<&Bson>) -> Option<usize> {
+    match value {
         Some(Bson::Int32(n)) => usize::try_from(*n).ok(),
         Some(Bson::Int64(n)) => usize::try_from(*n).ok(),
         _ => None,
-    };
-    if n == Some(written) { writes } else { none }
+    }
 }
 
 #[cfg(test)]
