@@ -156,27 +156,25 @@ mod tests {
     #[test]
     fn the_search_ends_after_the_bisect_whether_it_held_or_not() {
         // Holds up to 230: the midpoint 219.7 holds.
-        let (steps, end) = run(&SCHEDULE, 230.0);
-        assert_eq!((steps.len(), end), (6, End::Bisected));
-        let done: Vec<Outcome> = steps
-            .iter()
-            .map(|&(_, rate)| Outcome {
-                rate,
-                held: rate <= 230.0,
-            })
-            .collect();
+        // The outcomes of the steps run against a stack that holds up to `limit`.
+        let outcomes = |limit: f64| {
+            let (steps, end) = run(&SCHEDULE, limit);
+            let done: Vec<Outcome> = steps
+                .iter()
+                .map(|&(_, rate)| Outcome {
+                    rate,
+                    held: rate <= limit,
+                })
+                .collect();
+            (done, end)
+        };
+        let (done, end) = outcomes(230.0);
+        assert_eq!((done.len(), end), (6, End::Bisected));
         let (index, rate) = sustainable(&done).expect("some held");
         assert_eq!(index, 5, "the midpoint is the highest that held");
         assert!(close(rate, 219.726_562_5));
         // Holds up to 200: the midpoint fails, the last rising step stands.
-        let (steps, _) = run(&SCHEDULE, 200.0);
-        let done: Vec<Outcome> = steps
-            .iter()
-            .map(|&(_, rate)| Outcome {
-                rate,
-                held: rate <= 200.0,
-            })
-            .collect();
+        let (done, _) = outcomes(200.0);
         assert_eq!(sustainable(&done).map(|s| s.0), Some(3));
     }
 
