@@ -23,6 +23,7 @@ mod baseline;
 mod capacity;
 mod consistency;
 mod cost;
+mod pacer;
 mod propagation;
 mod report;
 mod service_metrics;

@@ -32,7 +32,7 @@
 //! | `LOADTEST_CAPACITY_SETTLE_SECS` | `5` | pause between steps |
 //! | `LOADTEST_CAPACITY_P99_MS` | `1000` | a step holds only if the propagation p99 of its watched writes is at most this, and none of them timed out (`LOADTEST_PROPAGATION_TIMEOUT_SECS`) |
 //! | `LOADTEST_CAPACITY_CONVERGE_SECS` | `5` | … and a consistency check begun within this long after it finds the copy equal to the source |
-//! | `LOADTEST_CAPACITY_MIN_ACHIEVED` | `0.8` | … and it achieved at least this share of the offered write rate (goose's throttle itself delivers about 0.9 of it) |
+//! | `LOADTEST_CAPACITY_MIN_ACHIEVED` | `0.8` | … and it achieved at least this share of the offered write rate (the step's pacer offers it on time while fewer than the goose users, 64 unless `--users`, are in flight) |
 //! | `LOADTEST_CAPACITY_MAX_STEPS` | `30` | rising steps at most, in case none fails |
 
 use std::{path::PathBuf, time::Duration};

@@ -1,7 +1,8 @@
 //! What goose's users do: the write mix (creates, updates, reads of the
 //! copy), one `async fn` per transaction, and the state they share. Every
 //! acknowledged write goes to the current [`Tracker`]; the capacity mode
-//! swaps in a fresh one per step.
+//! swaps in a fresh one per step, and paces every request with its step's
+//! [`Pacer`] instead of goose's throttle.
 
 use std::{
     sync::{
@@ -17,6 +18,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 use crate::{
+    pacer::Pacer,
     propagation::{Tracker, Written, lock},
     settings::Settings,
     write_log::{Attempt, Fate, WriteLog},
@@ -25,6 +27,8 @@ use crate::{
 /// State goose's transactions share (they are plain functions).
 struct Shared {
     tracker: Mutex<Arc<Tracker>>,
+    /// Paces every request when set (the capacity mode's steps).
+    pacer: Mutex<Option<Arc<Pacer>>>,
     notifications_host: String,
     /// Users this run created, to update and read.
     users: Mutex<Vec<i64>>,
@@ -46,6 +50,7 @@ fn shared() -> &'static Shared {
 pub fn init(settings: &Settings, tracker: Arc<Tracker>) -> Result<()> {
     let _ = SHARED.set(Shared {
         tracker: Mutex::new(tracker),
+        pacer: Mutex::new(None),
         notifications_host: settings.notifications_host.clone(),
         users: Mutex::new(Vec::new()),
         run: format!("{:08x}", rand::random::<u32>()),
@@ -66,6 +71,20 @@ pub fn track_with(tracker: Arc<Tracker>) {
 
 fn tracker() -> Arc<Tracker> {
     Arc::clone(&lock(&shared().tracker))
+}
+
+/// Makes `pacer` pace every request from now on (None: goose's throttle, if
+/// any, as goose documents it).
+pub fn pace_with(pacer: Option<Arc<Pacer>>) {
+    *lock(&shared().pacer) = pacer;
+}
+
+/// Waits for the pacer's next due time, if one is set.
+async fn pace() {
+    let pacer = lock(&shared().pacer).clone();
+    if let Some(pacer) = pacer {
+        pacer.wait().await;
+    }
 }
 
 /// Writes out what the write log holds, if there is one.
@@ -161,8 +180,10 @@ async fn write(
         .path(path)
         .set_request_builder(builder)
         .build();
-    // Wait for goose's throttle here, as `GooseUser::request` would, so that
-    // the latency measured below is the service's, not the queue's.
+    // Wait for the pacer or goose's throttle here, as `GooseUser::request`
+    // would for the throttle, so that the latency measured below is the
+    // service's, not the queue's.
+    pace().await;
     let throttled = user.is_throttled;
     if throttled && let Some(throttle) = user.throttle.clone() {
         if throttle.send_async(true).await.is_err() {
@@ -240,6 +261,7 @@ async fn read_copy(user: &mut GooseUser) -> TransactionResult {
     let state = shared();
     let picked = lock(&state.users).choose(&mut rand::thread_rng()).copied();
     let Some(id) = picked else { return Ok(()) };
+    pace().await;
     // goose's `host` is user-service; the copy lives elsewhere.
     let url = format!("{}/notifications/user/{id}", state.notifications_host);
     let builder = user.client.get(&url);

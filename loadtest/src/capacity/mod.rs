@@ -5,11 +5,11 @@
 //! that held and the one that failed. A step holds when its watched writes
 //! arrived in time and the copy equalled the source soon after it
 //! ([`verdict`]); `sustainable_write_rps` is the write rate achieved in the
-//! highest step that held (goose's throttle delivers about a tenth less
-//! than it is set to; the offered rate is reported beside it).
+//! highest step that held (the offered rate is reported beside it).
 //!
-//! Each step is one goose attack, with the same users and mix, its own
-//! [`Tracker`] (the same observer budget), its own cost window, and reads of
+//! Each step is one goose attack, with the same users and mix, paced by its
+//! own [`Pacer`] (open loop: goose's throttle loses ticks, see `pacer.rs`),
+//! its own [`Tracker`] (the same observer budget), its own cost window, and reads of
 //! notification-service's metrics before and after. Between steps the copy
 //! must catch up (within `LOADTEST_SETTLE_SECS`) before a pause, so that no
 //! step starts behind.
@@ -28,15 +28,23 @@ use goose::prelude::*;
 
 use self::{
     report::{CapacitySummary, Conditions, Step},
-    schedule::{Outcome, StepKind, sustainable, throttle_for},
+    schedule::{Outcome, StepKind, requests_for, sustainable},
     verdict::{Measured, why_not},
 };
 use crate::{
     args, consistency, cost,
+    pacer::Pacer,
     propagation::{self, Tracker, lock, percentile_ms},
     settings::{Capacity, Settings},
     workload::{self, Mix},
 };
+
+/// goose users per step unless `--users` says otherwise: enough that they
+/// never set the pace. The pacer sends on time while fewer than this many
+/// requests are in flight, i.e. while a write takes under `USERS / rate`
+/// (160 ms at 400 requests/s); a stack slower than that fails the step on
+/// its propagation or its achieved rate anyway.
+const USERS: usize = 64;
 
 /// Runs the steps; whether any held.
 ///
@@ -52,8 +60,8 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
     }
     let users_host = args::users_host(&args);
     let users: usize = match args::value(&args, &["--users", "-u"]) {
-        Some(users) => users.parse().unwrap_or(8),
-        None => 8,
+        Some(users) => users.parse().unwrap_or(USERS),
+        None => USERS,
     };
     let mix = Mix::of(settings);
     let http = reqwest::Client::new();
@@ -68,7 +76,7 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
             Err(end) => break end.describe().to_owned(),
         };
         let number = steps.len() + 1;
-        let (requests, offered) = throttle_for(rate, mix.write_share());
+        let (requests, offered) = requests_for(rate, mix.write_share());
         eprintln!(
             "step {number} ({}): offering {offered:.1} writes/s ({requests} requests/s) for {:?}",
             if kind == StepKind::Ramp {
@@ -135,7 +143,7 @@ struct StepPlan {
     kind: StepKind,
     /// Offered writes per second.
     offered: f64,
-    /// goose's requests per second (reads included).
+    /// Requests per second (reads included).
     requests: usize,
     users: usize,
 }
@@ -152,22 +160,26 @@ async fn run_step(
 ) -> Result<Option<(Step, usize)>> {
     let tracker: Arc<Tracker> = crate::tracker(settings);
     workload::track_with(Arc::clone(&tracker));
+    let pacer = Arc::new(Pacer::new(step.requests as f64));
+    workload::pace_with(Some(Arc::clone(&pacer)));
     let metrics_before = crate::read_service_metrics(http, settings).await;
     let progress = tokio::spawn(propagation::progress(Arc::clone(&tracker)));
     let meter = settings.cost.as_deref().map(cost::Meter::start);
     let started = Instant::now();
     let goose = crate::attack(settings)?
+        .set_default(GooseDefault::Users, step.users)?
         .set_default(GooseDefault::HatchRate, step.users.to_string().as_str())?
         .set_default(
             GooseDefault::RunTime,
             usize::try_from(plan.step.as_secs()).unwrap_or(usize::MAX),
         )?
-        .set_default(GooseDefault::ThrottleRequests, step.requests)?
         // One table per step would bury the steps' table.
         .set_default(GooseDefault::NoPrintMetrics, true)?
         .execute()
         .await?;
-    let load_time = started.elapsed();
+    // From the first paced request, not from goose's start-up.
+    let load_time = pacer.started().unwrap_or(started).elapsed();
+    workload::pace_with(None);
     let writes = tracker.writes.load(Ordering::Relaxed);
     let cost = meter.map(|m| m.stop(writes)).unwrap_or_default();
     workload::flush_write_log()?;
@@ -224,7 +236,7 @@ async fn run_step(
         kind: step.kind,
         offered_write_rps: step.offered,
         achieved_write_rps: achieved,
-        goose_requests_per_s: step.requests,
+        requests_per_s: step.requests,
         writes,
         duration_s: load_time.as_secs_f64(),
         propagation_p50_ms: p50,

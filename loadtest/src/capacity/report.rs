@@ -17,9 +17,10 @@ pub struct Step {
     pub kind: StepKind,
     pub offered_write_rps: f64,
     pub achieved_write_rps: f64,
-    /// goose's `--throttle-requests` for the step (reads included).
-    pub goose_requests_per_s: usize,
+    /// The requests per second the step's pacer offered (reads included).
+    pub requests_per_s: usize,
     pub writes: u64,
+    /// From the first paced request to the last answer.
     pub duration_s: f64,
     pub propagation_p50_ms: f64,
     pub propagation_p99_ms: f64,
@@ -405,7 +406,7 @@ mod tests {
             kind,
             offered_write_rps: offered,
             achieved_write_rps: offered * 0.99,
-            goose_requests_per_s: offered.round() as usize,
+            requests_per_s: offered.round() as usize,
             writes: 3_000,
             duration_s: 31.0,
             propagation_p50_ms: 10.0,

@@ -93,15 +93,15 @@ pub fn sustainable(done: &[Outcome]) -> Option<(usize, f64)> {
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// goose's `--throttle-requests` (whole requests per second, at least 1) that
-/// offers `write_rate` writes per second when `write_share` of the requests
-/// are writes, and the write rate it really offers.
+/// The requests per second (whole, at least 1) that offer `write_rate`
+/// writes per second when `write_share` of the requests are writes, and the
+/// write rate they really offer.
 #[allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
     clippy::cast_precision_loss
 )]
-pub fn throttle_for(write_rate: f64, write_share: f64) -> (usize, f64) {
+pub fn requests_for(write_rate: f64, write_share: f64) -> (usize, f64) {
     let share = write_share.clamp(f64::MIN_POSITIVE, 1.0);
     let requests = (write_rate / share).round().max(1.0) as usize;
     (requests, requests as f64 * share)
@@ -204,10 +204,10 @@ mod tests {
     }
 
     #[test]
-    fn the_throttle_offers_the_write_rate_when_reads_share_the_requests() {
-        assert_eq!(throttle_for(100.0, 1.0), (100, 100.0));
+    fn the_requests_offer_the_write_rate_when_reads_share_them() {
+        assert_eq!(requests_for(100.0, 1.0), (100, 100.0));
         // Half the requests are reads: twice the requests.
-        assert_eq!(throttle_for(156.25, 0.5), (313, 156.5));
-        assert_eq!(throttle_for(0.1, 1.0).0, 1, "at least one request/s");
+        assert_eq!(requests_for(156.25, 0.5), (313, 156.5));
+        assert_eq!(requests_for(0.1, 1.0).0, 1, "at least one request/s");
     }
 }
