@@ -155,7 +155,6 @@ mod tests {
 
     #[test]
     fn the_search_ends_after_the_bisect_whether_it_held_or_not() {
-        // Holds up to 230: the midpoint 219.7 holds.
         // The outcomes of the steps run against a stack that holds up to `limit`.
         let outcomes = |limit: f64| {
             let (steps, end) = run(&SCHEDULE, limit);
@@ -168,6 +167,7 @@ mod tests {
                 .collect();
             (done, end)
         };
+        // Holds up to 230: the midpoint 219.7 holds.
         let (done, end) = outcomes(230.0);
         assert_eq!((done.len(), end), (6, End::Bisected));
         let (index, rate) = sustainable(&done).expect("some held");
