@@ -241,6 +241,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             propagation_timeouts: tracker.timeouts.load(Ordering::Relaxed),
             converged_after_s,
             unwatched_writes: tracker.unwatched.load(Ordering::Relaxed),
+            observer_reads: tracker.reads.load(Ordering::Relaxed),
             consistency,
             write_efficiency: raw.map(|r| write_rps / r.rps),
             write_efficiency_conditions: raw.map(|r| {

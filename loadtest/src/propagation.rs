@@ -80,6 +80,9 @@ pub struct Tracker {
     pub timeouts: AtomicU64,
     /// Writes acknowledged when the watch budget was spent.
     pub unwatched: AtomicU64,
+    /// Reads of the copy the observer sent: they are load on
+    /// notification-service and MongoDB too, in the cost table's figures.
+    pub reads: AtomicU64,
     pub in_flight: AtomicU64,
     pending: Mutex<HashMap<i64, Vec<Pending>>>,
     sampler: Mutex<Sampler>,
@@ -189,6 +192,7 @@ impl Tracker {
             writes: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             unwatched: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             sampler: Mutex::new(Sampler::new(budget.writes_per_s)),
@@ -289,6 +293,7 @@ impl Tracker {
     }
 
     async fn fetch(&self, url: &str) -> Option<Copy> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let response = self.http.get(url).send().await.ok()?;
         if !response.status().is_success() {
             return None;

@@ -51,6 +51,9 @@ pub struct Summary {
     /// Writes not watched (over the watch budget): the propagation figures
     /// are those of the others; the consistency check covers all.
     pub unwatched_writes: u64,
+    /// Reads of the copy the observer sent (its polls): load on
+    /// notification-service and MongoDB, so counted in their CPU per write.
+    pub observer_reads: u64,
     /// Seconds from the end of the last write (the load's, or the
     /// baseline's when it ran right after the load) to the first check that
     /// found the copy equal to the source; null if it never did within the
@@ -107,6 +110,11 @@ impl Summary {
                 self.writes
             );
         }
+        let _ = writeln!(
+            out,
+            "                  the observer read the copy {} times to measure it",
+            self.observer_reads
+        );
         if let Some(sync) = &self.service_sync_latency_ms {
             let m = &sync.ms;
             let _ = writeln!(
@@ -352,6 +360,7 @@ mod tests {
             }),
             propagation_timeouts: 0,
             unwatched_writes: 0,
+            observer_reads: 0,
             converged_after_s: Some(0.5),
             consistency: Consistency::default(),
             write_efficiency: Some(0.3),

@@ -34,6 +34,7 @@
 //! | `LOADTEST_CAPACITY_CONVERGE_SECS` | `5` | … and a consistency check begun within this long after it finds the copy equal to the source |
 //! | `LOADTEST_CAPACITY_MIN_ACHIEVED` | `0.8` | … and it achieved at least this share of the offered write rate (the step's pacer offers it on time while fewer than the goose users, 64 unless `--users`, are in flight) |
 //! | `LOADTEST_CAPACITY_MAX_STEPS` | `30` | rising steps at most, in case none fails |
+//! | `LOADTEST_CAPACITY_RETRIES` | `1` | a failed step is run again at the same rate this many times; its rate fails only if every try fails |
 
 use std::{path::PathBuf, time::Duration};
 
@@ -166,6 +167,7 @@ impl Capacity {
         let converge_s: f64 = vars.parse("LOADTEST_CAPACITY_CONVERGE_SECS", 5.0)?;
         let min_achieved: f64 = vars.parse("LOADTEST_CAPACITY_MIN_ACHIEVED", 0.8)?;
         let max_steps: usize = vars.parse("LOADTEST_CAPACITY_MAX_STEPS", 30)?;
+        let retries: usize = vars.parse("LOADTEST_CAPACITY_RETRIES", 1)?;
         for (name, ok, range) in [
             (
                 "LOADTEST_CAPACITY_START",
@@ -204,6 +206,7 @@ impl Capacity {
                 start,
                 factor,
                 max_steps,
+                retries,
             },
             criteria: Criteria {
                 max_p99_ms,
@@ -277,7 +280,8 @@ mod tests {
             Schedule {
                 start: 100.0,
                 factor: 1.25,
-                max_steps: 30
+                max_steps: 30,
+                retries: 1
             }
         );
         assert_eq!(
@@ -304,6 +308,7 @@ mod tests {
             ("LOADTEST_CAPACITY_CONVERGE_SECS", "10"),
             ("LOADTEST_CAPACITY_MIN_ACHIEVED", "0.7"),
             ("LOADTEST_CAPACITY_MAX_STEPS", "4"),
+            ("LOADTEST_CAPACITY_RETRIES", "0"),
         ]);
         let capacity = Settings::from_vars(&vars)
             .expect("settings")
@@ -314,7 +319,8 @@ mod tests {
             Schedule {
                 start: 250.0,
                 factor: 1.5,
-                max_steps: 4
+                max_steps: 4,
+                retries: 0
             }
         );
         assert_eq!(

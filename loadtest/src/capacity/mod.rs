@@ -2,7 +2,8 @@
 //! stack sustains. Steps of a fixed offered write rate (creates + updates per
 //! second; goose's throttle is set so that reads come on top), rising by a
 //! factor until a step fails, then one step at the midpoint between the last
-//! that held and the one that failed. A step holds when its watched writes
+//! that held and the one that failed; a failed step is run again before its
+//! rate counts as failed (`LOADTEST_CAPACITY_RETRIES`). A step holds when its watched writes
 //! arrived in time and the copy equalled the source soon after it
 //! ([`verdict`]); `sustainable_write_rps` is the write rate achieved in the
 //! highest step that held (the offered rate is reported beside it).
@@ -79,10 +80,10 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
         let (requests, offered) = requests_for(rate, mix.write_share());
         eprintln!(
             "step {number} ({}): offering {offered:.1} writes/s ({requests} requests/s) for {:?}",
-            if kind == StepKind::Ramp {
-                "rising"
-            } else {
-                "bisecting"
+            match kind {
+                StepKind::Ramp => "rising",
+                StepKind::Bisect => "bisecting",
+                StepKind::Retry => "again, after it failed",
             },
             plan.step
         );
@@ -100,6 +101,7 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
         };
         goose_users = maximum_users;
         done.push(Outcome {
+            kind,
             rate,
             held: step.held,
         });
@@ -243,6 +245,7 @@ async fn run_step(
         propagation_p99_ms: p99,
         propagation_max_ms: max,
         watched,
+        observer_reads: tracker.reads.load(Ordering::Relaxed),
         timeouts,
         converged_after_s,
         held: reasons.is_empty(),

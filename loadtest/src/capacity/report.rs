@@ -27,6 +27,9 @@ pub struct Step {
     pub propagation_max_ms: f64,
     /// Writes watched for arrival; the others were over the watch budget.
     pub watched: u64,
+    /// Reads of the copy the observer sent to measure them: load on
+    /// notification-service and MongoDB, so in their CPU per write.
+    pub observer_reads: u64,
     pub timeouts: u64,
     /// Seconds from the step's end to the check that found the copy equal
     /// to the source; null when none begun within the budget did.
@@ -176,6 +179,7 @@ fn kind_name(kind: StepKind) -> &'static str {
     match kind {
         StepKind::Ramp => "ramp",
         StepKind::Bisect => "bisect",
+        StepKind::Retry => "retry",
     }
 }
 
@@ -413,6 +417,7 @@ mod tests {
             propagation_p99_ms: p99,
             propagation_max_ms: p99 * 2.0,
             watched: 1_500,
+            observer_reads: 3_000,
             timeouts: 0,
             converged_after_s: held.then_some(0.4),
             held,

@@ -1,6 +1,9 @@
 //! The capacity search's steps: offered write rates rising by a factor from a
 //! start until a step fails, then one step at the midpoint between the last
-//! step that held and the one that failed.
+//! step that held and the one that failed. A step that fails is run again at
+//! the same rate, up to `retries` times, before the rate counts as failed:
+//! near the knee a 30 s step's p99 swings across the limit from one half
+//! minute to the next, and one unlucky window would end the search low.
 
 use serde::Serialize;
 
@@ -13,6 +16,8 @@ pub struct Schedule {
     pub factor: f64,
     /// Rising steps at most, in case nothing ever fails.
     pub max_steps: usize,
+    /// How many times a failed step is run again before its rate fails.
+    pub retries: usize,
 }
 
 /// Why a step was run.
@@ -23,11 +28,14 @@ pub enum StepKind {
     Ramp,
     /// The midpoint after the first failure.
     Bisect,
+    /// The step before, run again because it failed.
+    Retry,
 }
 
-/// A step that ran: its offered rate, and whether it held.
+/// A step that ran: why, its offered rate, and whether it held.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Outcome {
+    pub kind: StepKind,
     pub rate: f64,
     pub held: bool,
 }
@@ -64,11 +72,28 @@ impl Schedule {
     /// # Errors
     /// The [`End`] of the search, when there is no next step.
     pub fn next(&self, done: &[Outcome]) -> Result<(StepKind, f64), End> {
-        let Some(failed) = done.iter().position(|o| !o.held) else {
-            if done.len() >= self.max_steps {
+        if let Some(last) = done.last() {
+            let tries = done
+                .iter()
+                .rev()
+                .take_while(|o| !o.held && o.rate == last.rate)
+                .count();
+            if !last.held && tries <= self.retries {
+                return Ok((StepKind::Retry, last.rate));
+            }
+        }
+        // Each rate once: a failed try is superseded by its retry.
+        let rates: Vec<Outcome> = done
+            .iter()
+            .zip(done.iter().skip(1).map(Some).chain([None]))
+            .filter(|(_, next)| next.is_none_or(|n| n.kind != StepKind::Retry))
+            .map(|(o, _)| *o)
+            .collect();
+        let Some(failed) = rates.iter().position(|o| !o.held) else {
+            if rates.len() >= self.max_steps {
                 return Err(End::MaxSteps);
             }
-            let rate = done
+            let rate = rates
                 .last()
                 .map_or(self.start, |last| last.rate * self.factor);
             return Ok((StepKind::Ramp, rate));
@@ -76,10 +101,10 @@ impl Schedule {
         if failed == 0 {
             return Err(End::FirstStepFailed);
         }
-        if done.len() > failed + 1 {
+        if rates.len() > failed + 1 {
             return Err(End::Bisected);
         }
-        let (good, bad) = (done[failed - 1].rate, done[failed].rate);
+        let (good, bad) = (rates[failed - 1].rate, rates[failed].rate);
         Ok((StepKind::Bisect, (good + bad) / 2.0))
     }
 }
@@ -115,6 +140,7 @@ mod tests {
         start: 100.0,
         factor: 1.25,
         max_steps: 30,
+        retries: 0,
     };
 
     fn close(a: f64, b: f64) -> bool {
@@ -123,18 +149,20 @@ mod tests {
 
     /// Runs the schedule against a stack that holds up to `limit` writes/s.
     fn run(schedule: &Schedule, limit: f64) -> (Vec<(StepKind, f64)>, End) {
+        let (done, end) = run_with(schedule, |rate, _| rate <= limit);
+        (done.iter().map(|o| (o.kind, o.rate)).collect(), end)
+    }
+
+    /// Runs the schedule against a stack whose `holds(rate, step number)`.
+    fn run_with(schedule: &Schedule, holds: impl Fn(f64, usize) -> bool) -> (Vec<Outcome>, End) {
         let mut done = Vec::new();
-        let mut steps = Vec::new();
         loop {
             match schedule.next(&done) {
                 Ok((kind, rate)) => {
-                    steps.push((kind, rate));
-                    done.push(Outcome {
-                        rate,
-                        held: rate <= limit,
-                    });
+                    let held = holds(rate, done.len() + 1);
+                    done.push(Outcome { kind, rate, held });
                 }
-                Err(end) => return (steps, end),
+                Err(end) => return (done, end),
             }
         }
     }
@@ -156,17 +184,7 @@ mod tests {
     #[test]
     fn the_search_ends_after_the_bisect_whether_it_held_or_not() {
         // The outcomes of the steps run against a stack that holds up to `limit`.
-        let outcomes = |limit: f64| {
-            let (steps, end) = run(&SCHEDULE, limit);
-            let done: Vec<Outcome> = steps
-                .iter()
-                .map(|&(_, rate)| Outcome {
-                    rate,
-                    held: rate <= limit,
-                })
-                .collect();
-            (done, end)
-        };
+        let outcomes = |limit: f64| run_with(&SCHEDULE, |rate, _| rate <= limit);
         // Holds up to 230: the midpoint 219.7 holds.
         let (done, end) = outcomes(230.0);
         assert_eq!((done.len(), end), (6, End::Bisected));
@@ -185,6 +203,7 @@ mod tests {
         assert_eq!(end, End::FirstStepFailed);
         assert_eq!(
             sustainable(&[Outcome {
+                kind: StepKind::Ramp,
                 rate: 100.0,
                 held: false
             }]),
@@ -201,6 +220,51 @@ mod tests {
         let (steps, end) = run(&schedule, f64::INFINITY);
         assert_eq!(steps.len(), 3);
         assert_eq!(end, End::MaxSteps);
+    }
+
+    #[test]
+    fn a_failed_step_runs_again_and_its_rate_fails_only_if_every_try_fails() {
+        let schedule = Schedule {
+            retries: 1,
+            ..SCHEDULE
+        };
+        // Holds up to 200, but step 3 (156.25, below the limit) is unlucky
+        // once: its retry holds and the ramp goes on from it.
+        let (done, end) = run_with(&schedule, |rate, step| rate <= 200.0 && step != 3);
+        let kinds: Vec<(StepKind, bool)> = done.iter().map(|o| (o.kind, o.held)).collect();
+        use StepKind::{Bisect, Ramp, Retry};
+        assert_eq!(
+            kinds,
+            [
+                (Ramp, true),
+                (Ramp, true),
+                (Ramp, false),
+                (Retry, true),
+                (Ramp, true),
+                // 244 fails twice: the rate fails, and the midpoint runs.
+                (Ramp, false),
+                (Retry, false),
+                (Bisect, false),
+                (Retry, false),
+            ]
+        );
+        assert!(close(done[3].rate, 156.25) && close(done[6].rate, 244.140_625));
+        assert!(close(done[7].rate, 219.726_562_5) && close(done[8].rate, done[7].rate));
+        assert_eq!(end, End::Bisected);
+        // The highest rate that held: 195, from step 5.
+        assert_eq!(sustainable(&done).map(|s| s.0), Some(4));
+    }
+
+    #[test]
+    fn a_first_step_that_fails_every_try_ends_the_search() {
+        let schedule = Schedule {
+            retries: 2,
+            ..SCHEDULE
+        };
+        let (done, end) = run_with(&schedule, |_, _| false);
+        assert_eq!(done.len(), 3, "the step and two retries");
+        assert!(done[1..].iter().all(|o| o.kind == StepKind::Retry));
+        assert_eq!(end, End::FirstStepFailed);
     }
 
     #[test]
