@@ -34,7 +34,7 @@
 //! | `LOADTEST_CAPACITY_CONVERGE_SECS` | `5` | … and a consistency check begun within this long after it finds the copy equal to the source |
 //! | `LOADTEST_CAPACITY_MIN_ACHIEVED` | `0.8` | … and it achieved at least this share of the offered write rate (the step's pacer offers it on time while fewer than the goose users, 64 unless `--users`, are in flight) |
 //! | `LOADTEST_CAPACITY_MAX_STEPS` | `30` | rising steps at most, in case none fails |
-//! | `LOADTEST_CAPACITY_RETRIES` | `1` | a failed step is run again at the same rate this many times; its rate fails only if every try fails |
+//! | `LOADTEST_CAPACITY_RETRIES` | `2` | a failed step is run again at the same rate this many times; its rate fails only if every try fails |
 
 use std::{path::PathBuf, time::Duration};
 
@@ -167,7 +167,7 @@ impl Capacity {
         let converge_s: f64 = vars.parse("LOADTEST_CAPACITY_CONVERGE_SECS", 5.0)?;
         let min_achieved: f64 = vars.parse("LOADTEST_CAPACITY_MIN_ACHIEVED", 0.8)?;
         let max_steps: usize = vars.parse("LOADTEST_CAPACITY_MAX_STEPS", 30)?;
-        let retries: usize = vars.parse("LOADTEST_CAPACITY_RETRIES", 1)?;
+        let retries: usize = vars.parse("LOADTEST_CAPACITY_RETRIES", 2)?;
         for (name, ok, range) in [
             (
                 "LOADTEST_CAPACITY_START",
@@ -281,7 +281,7 @@ mod tests {
                 start: 100.0,
                 factor: 1.25,
                 max_steps: 30,
-                retries: 1
+                retries: 2
             }
         );
         assert_eq!(

@@ -258,11 +258,12 @@ async fn run_step(
         cost,
     };
     eprintln!(
-        "step {}: achieved {:.1} writes/s, p99 {:.1} ms, {} timeouts: {}",
+        "step {}: achieved {:.1} writes/s, p99 {:.1} ms, {} timeouts, {:.0}% of the CPU time stolen by the hypervisor: {}",
         row.step,
         row.achieved_write_rps,
         row.propagation_p99_ms,
         row.timeouts,
+        row.cost.machine_cpu.map_or(0.0, |m| m.steal_share * 100.0),
         row.why_not.as_deref().unwrap_or("held")
     );
     Ok(Some((row, goose.maximum_users.max(1))))

@@ -107,7 +107,7 @@ impl CapacitySummary {
         );
         let _ = writeln!(
             out,
-            "{:>4} {:<6} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>11} {:>4}",
+            "{:>4} {:<6} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>11} {:>6} {:>4}",
             "step",
             "kind",
             "offered/s",
@@ -119,19 +119,18 @@ impl CapacitySummary {
             "timeouts",
             "converged",
             "stack CPU/w",
+            "stolen",
             "held"
         );
         for s in &self.capacity_steps {
-            let converged = s
-                .converged_after_s
-                .map_or_else(|| "no".to_owned(), |t| format!("{t:.1} s"));
-            let cpu = s
-                .cost
-                .cost_total_without_loadtest_ms
-                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.3}"));
+            let Cells {
+                converged,
+                cpu,
+                stolen,
+            } = s.cells();
             let _ = writeln!(
                 out,
-                "{:>4} {:<6} {:>9.1} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8} {:>9} {:>11} {:>4}",
+                "{:>4} {:<6} {:>9.1} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8} {:>9} {:>11} {:>6} {:>4}",
                 s.step,
                 kind_name(s.kind),
                 s.offered_write_rps,
@@ -143,6 +142,7 @@ impl CapacitySummary {
                 s.timeouts,
                 converged,
                 cpu,
+                stolen,
                 if s.held { "yes" } else { "NO" }
             );
         }
@@ -172,6 +172,31 @@ impl CapacitySummary {
         }
         out.push_str(&self.cost.to_terminal());
         out
+    }
+}
+
+/// A step's derived cells, as both tables show them.
+struct Cells {
+    converged: String,
+    cpu: String,
+    stolen: String,
+}
+
+impl Step {
+    fn cells(&self) -> Cells {
+        Cells {
+            converged: self
+                .converged_after_s
+                .map_or_else(|| "no".to_owned(), |t| format!("{t:.1} s")),
+            cpu: self
+                .cost
+                .cost_total_without_loadtest_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.3}")),
+            stolen: self.cost.machine_cpu.map_or_else(
+                || "-".to_owned(),
+                |m| format!("{:.0}%", m.steal_share * 100.0),
+            ),
+        }
     }
 }
 
@@ -362,16 +387,14 @@ td.l,th.l{{text-align:left}}tr.no{{background:#fdd}}</style></head><body>\n<h1>u
         c.read_weight
     );
     out.push_str(
-        "<table><tr><th>step</th><th class=\"l\">kind</th><th>offered/s</th><th>achieved/s</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>watched</th><th>timeouts</th><th>converged after</th><th>stack CPU ms/write (load test excluded)</th><th class=\"l\">held</th></tr>\n",
+        "<table><tr><th>step</th><th class=\"l\">kind</th><th>offered/s</th><th>achieved/s</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>watched</th><th>timeouts</th><th>converged after</th><th>stack CPU ms/write (load test excluded)</th><th>CPU stolen by the hypervisor</th><th class=\"l\">held</th></tr>\n",
     );
     for s in &summary.capacity_steps {
-        let converged = s
-            .converged_after_s
-            .map_or_else(|| "no".to_owned(), |t| format!("{t:.1} s"));
-        let cpu = s
-            .cost
-            .cost_total_without_loadtest_ms
-            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.3}"));
+        let Cells {
+            converged,
+            cpu,
+            stolen,
+        } = s.cells();
         let held = if s.held {
             "yes".to_owned()
         } else {
@@ -379,7 +402,7 @@ td.l,th.l{{text-align:left}}tr.no{{background:#fdd}}</style></head><body>\n<h1>u
         };
         let _ = writeln!(
             out,
-            "<tr{}><td>{}</td><td class=\"l\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{converged}</td><td>{cpu}</td><td class=\"l\">{held}</td></tr>",
+            "<tr{}><td>{}</td><td class=\"l\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{converged}</td><td>{cpu}</td><td>{stolen}</td><td class=\"l\">{held}</td></tr>",
             if s.held { "" } else { " class=\"no\"" },
             s.step,
             kind_name(s.kind),

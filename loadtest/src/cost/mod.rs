@@ -19,6 +19,11 @@
 //! sample (up to a second of its CPU is lost). The totals are over the
 //! window only: work a write causes after it (a sync backlog still draining)
 //! is not counted, so measure at a rate the stack keeps up with.
+//!
+//! Beside the table, the window's share of the machine's CPU time that was
+//! idle, waiting for I/O, or stolen by the hypervisor (`/proc/stat`): on a
+//! shared virtual machine the stolen share varies by the minute, and every
+//! latency figure with it.
 
 mod processes;
 mod procfs;
@@ -37,11 +42,11 @@ use std::{
 
 pub use self::{
     processes::{DEFAULT_PROCESSES, Watch, parse_processes},
-    report::Report,
+    report::{MachineCpu, Report},
 };
 use self::{
     processes::{Process, classify},
-    procfs::{clock_ticks_per_s, parse_stat},
+    procfs::{CpuTimes, clock_ticks_per_s, parse_cpu_times, parse_stat},
 };
 
 /// How often the processes are sampled.
@@ -132,6 +137,13 @@ pub struct Meter {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Samples>,
     started: Instant,
+    machine: Option<CpuTimes>,
+}
+
+/// The machine's CPU times now; None where `/proc/stat` cannot be read.
+fn machine_cpu_times() -> Option<CpuTimes> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_times(&text).ok()
 }
 
 impl Meter {
@@ -142,6 +154,7 @@ impl Meter {
         let mut samples = Samples::default();
         let proc = Path::new("/proc");
         samples.sample(proc, &watches, true);
+        let machine = machine_cpu_times();
         let started = Instant::now();
         let thread = {
             let (watches, stop) = (Arc::clone(&watches), Arc::clone(&stop));
@@ -158,6 +171,7 @@ impl Meter {
             stop,
             thread,
             started,
+            machine,
         }
     }
 
@@ -166,18 +180,25 @@ impl Meter {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.thread().unpark();
         let window = self.started.elapsed();
+        let machine = self
+            .machine
+            .zip(machine_cpu_times())
+            .and_then(|(before, after)| MachineCpu::between(&before, &after));
         // The thread only reads /proc; if it panicked, there is nothing to report.
         let Ok(samples) = self.thread.join() else {
             return Report::default();
         };
         let per_label = cpu_ticks_by_label(&samples, self.watches.len());
-        Report::new(
-            &self.watches,
-            &per_label,
-            clock_ticks_per_s(),
-            writes,
-            window,
-        )
+        Report {
+            machine_cpu: machine,
+            ..Report::new(
+                &self.watches,
+                &per_label,
+                clock_ticks_per_s(),
+                writes,
+                window,
+            )
+        }
     }
 }
 
@@ -219,6 +240,11 @@ mod tests {
         std::hint::black_box(x);
         let report = meter.stop(10);
         assert_eq!(report.cost_processes.0, [("lt".to_owned(), 1)]);
+        let machine = report.machine_cpu.expect("/proc/stat is read");
+        assert!(
+            machine.idle_share + machine.steal_share <= 1.0,
+            "{machine:?}"
+        );
         let cpu = report.cost_cpu_s.0[0].1;
         assert!(cpu > 0.0 && cpu < 5.0, "{cpu}");
     }

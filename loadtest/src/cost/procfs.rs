@@ -1,5 +1,6 @@
 //! Reading `/proc`: a process's CPU time and start time from
-//! `/proc/<pid>/stat`, and the clock tick they are counted in.
+//! `/proc/<pid>/stat`, the clock tick they are counted in, and the whole
+//! machine's CPU time by state from `/proc/stat`.
 
 use anyhow::{Context, Result, bail};
 
@@ -48,6 +49,48 @@ pub fn parse_stat(line: &str) -> Result<Stat> {
     })
 }
 
+/// The machine's CPU time since boot by state, all CPUs together, in clock
+/// ticks (the `cpu` line of `/proc/stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    pub idle: u64,
+    pub iowait: u64,
+    /// Time a virtual machine's CPUs were ready to run but the hypervisor
+    /// ran something else.
+    pub steal: u64,
+    /// Every state above and the rest (user, nice, system, irq, softirq);
+    /// guest time is already in user.
+    pub total: u64,
+}
+
+/// Parses the `cpu` line of `/proc/stat` (the first).
+///
+/// # Errors
+/// When there is no such line, or it has fewer than the 8 fields (up to
+/// steal) every kernel since 2.6.11 writes.
+pub fn parse_cpu_times(proc_stat: &str) -> Result<CpuTimes> {
+    let line = proc_stat
+        .lines()
+        .find(|line| line.starts_with("cpu "))
+        .context("no 'cpu' line")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("a field of the 'cpu' line is not a number")?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = fields[..] else {
+        bail!("the 'cpu' line has {} fields, not 8", fields.len());
+    };
+    Ok(CpuTimes {
+        idle,
+        iowait,
+        steal,
+        total: user + nice + system + idle + iowait + irq + softirq + steal,
+    })
+}
+
 /// The value of `key` in an auxiliary vector (`/proc/self/auxv`: pairs of
 /// native words, ended by a zero key).
 pub fn auxv_value(bytes: &[u8], key: u64) -> Option<u64> {
@@ -82,6 +125,22 @@ pub fn clock_ticks_per_s() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_line_gives_idle_iowait_steal_and_their_total() {
+        let stat = "cpu  100 5 50 800 20 3 2 40 0 0\ncpu0 50 2 25 400 10 1 1 20 0 0\nintr 1\n";
+        assert_eq!(
+            parse_cpu_times(stat).expect("parses"),
+            CpuTimes {
+                idle: 800,
+                iowait: 20,
+                steal: 40,
+                total: 1_020
+            }
+        );
+        assert!(parse_cpu_times("cpu  1 2 3 4\n").is_err(), "no steal field");
+        assert!(parse_cpu_times("intr 1\n").is_err());
+    }
 
     /// A stat line as the kernel writes it, with `comm` and the times given.
     fn stat_line(pid: u32, comm: &str, utime: u64, stime: u64, start: u64) -> String {

@@ -5,7 +5,31 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use super::processes::Watch;
+use super::{processes::Watch, procfs::CpuTimes};
+
+/// How the machine's CPU time was spent in the window, as shares of it (all
+/// CPUs together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MachineCpu {
+    pub idle_share: f64,
+    pub iowait_share: f64,
+    /// Stolen by the hypervisor: the CPUs had work but did not run it.
+    pub steal_share: f64,
+}
+
+impl MachineCpu {
+    /// The shares between two readings; None when no time passed.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn between(before: &CpuTimes, after: &CpuTimes) -> Option<Self> {
+        let total = after.total.checked_sub(before.total).filter(|&t| t > 0)? as f64;
+        let share = |a: u64, b: u64| a.saturating_sub(b) as f64 / total;
+        Some(Self {
+            idle_share: share(after.idle, before.idle),
+            iowait_share: share(after.iowait, before.iowait),
+            steal_share: share(after.steal, before.steal),
+        })
+    }
+}
 
 /// A map that keeps the labels' order (the order they were given in).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -40,6 +64,9 @@ pub struct Report {
     pub cost_window_s: Option<f64>,
     /// Labels no process matched.
     pub cost_not_found: Vec<String>,
+    /// The machine's CPU time in the window; null where `/proc/stat` could
+    /// not be read.
+    pub machine_cpu: Option<MachineCpu>,
 }
 
 impl Report {
@@ -118,6 +145,14 @@ impl Report {
                 self.cost_window_s.unwrap_or_default()
             ));
         }
+        if let Some(m) = self.machine_cpu {
+            out.push_str(&format!(
+                "machine CPU       idle {:.0}%, waiting for I/O {:.0}%, stolen by the hypervisor {:.0}%\n",
+                m.idle_share * 100.0,
+                m.iowait_share * 100.0,
+                m.steal_share * 100.0
+            ));
+        }
         out
     }
 }
@@ -125,6 +160,27 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_shares_are_of_the_time_between_two_readings() {
+        let at = |idle, iowait, steal, total| CpuTimes {
+            idle,
+            iowait,
+            steal,
+            total,
+        };
+        let shares =
+            MachineCpu::between(&at(100, 10, 5, 400), &at(150, 20, 30, 600)).expect("time passed");
+        assert_eq!(
+            shares,
+            MachineCpu {
+                idle_share: 0.25,
+                iowait_share: 0.05,
+                steal_share: 0.125
+            }
+        );
+        assert_eq!(MachineCpu::between(&at(1, 1, 1, 9), &at(1, 1, 1, 9)), None);
+    }
     use crate::cost::processes::parse_processes;
 
     #[test]
