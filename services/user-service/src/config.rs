@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `USER_SERVICE_ADDR` | `127.0.0.1:8080` |
 //! | `DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` |
-//! | `DATABASE_MAX_CONNECTIONS` | `10` |
+//! | `DATABASE_MAX_CONNECTIONS` | `10` (the requests' pool; the relay has its own two, `startup::relay_pool`) |
 //! | `DATABASE_ACQUIRE_TIMEOUT_MS` | `5000` (a request waiting longer for a connection gets 503) |
 //! | `REQUEST_TIMEOUT_MS` | `10000` (a request taking longer gets 503; its transaction rolls back) |
 //! | `NATS_URL` | `nats://localhost:4222` |

@@ -1,10 +1,13 @@
 //! Reading the outbox: the relay's side of the table.
 //!
 //! Several user-service instances may relay at once. Each claims a batch of
-//! unpublished rows inside a transaction (`FOR UPDATE SKIP LOCKED`), publishes
-//! them, stamps them and commits: rows another relay holds are skipped, so
-//! each row is published by one relay, and a relay that dies releases its
-//! rows with its connection.
+//! unpublished rows inside a transaction (`FOR UPDATE SKIP LOCKED`), stamping
+//! them published in the same statement, publishes them, and commits only
+//! once JetStream acknowledged them (rows it did not acknowledge are
+//! unstamped first): rows another relay holds are skipped, so each row is
+//! published by one relay, and a relay that dies releases its rows, stamps
+//! undone, with its connection. Other transactions never see a row stamped
+//! before its ack.
 
 use std::time::Duration;
 
@@ -27,32 +30,40 @@ pub struct Backlog {
     pub oldest_age: Duration,
 }
 
-/// Claims the oldest unpublished events no other relay holds, in commit
-/// order, at most `limit`: they stay locked until the caller's transaction
-/// ends.
+/// Claims the oldest unpublished events no other relay holds, at most
+/// `limit`, and stamps them published, in one statement; returns them in
+/// commit order. They stay locked until the caller's transaction ends, and
+/// the stamps are seen by others only if it commits: call [`unstamp`] first
+/// for the rows that were not published.
 ///
 /// # Errors
 /// When the database fails.
 pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Pending>> {
-    sqlx::query_as(
-        "SELECT id, event, created_at FROM outbox WHERE published_at IS NULL \
-         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    let mut rows: Vec<Pending> = sqlx::query_as(
+        "UPDATE outbox SET published_at = clock_timestamp() WHERE id IN ( \
+           SELECT id FROM outbox WHERE published_at IS NULL \
+           ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, event, created_at",
     )
     .bind(limit)
     .fetch_all(tx)
-    .await
+    .await?;
+    rows.sort_unstable_by_key(|row| row.id);
+    Ok(rows)
 }
 
-/// Stamps the rows JetStream acknowledged.
+/// Takes the stamp back from claimed rows JetStream did not acknowledge, so
+/// that committing the claim leaves them for the next drain.
 ///
 /// # Errors
-/// When the database fails; the rows are then published again later, and the
-/// stream's duplicate window or the consumer's version guard drops the copy.
-pub async fn mark_published(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+/// When the database fails; the transaction must then be rolled back, which
+/// leaves every row of the claim unpublished (the acknowledged ones go out
+/// again, and are dropped as duplicates).
+pub async fn unstamp(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)")
+    sqlx::query("UPDATE outbox SET published_at = NULL WHERE id = ANY($1)")
         .bind(ids)
         .execute(tx)
         .await?;

@@ -2,13 +2,14 @@
 //!
 //! Handlers wake it right after a commit, so events leave within
 //! milliseconds; a periodic sweep also looks for unpublished rows, so a crash
-//! between commit and publish, or a NATS outage, only delays events. A row is
-//! stamped published only after JetStream acknowledged it (a `duplicate` ack
+//! between commit and publish, or a NATS outage, only delays events. A row's
+//! stamp is committed only after JetStream acknowledged it (a `duplicate` ack
 //! counts: the stream already has it). Rows go out in commit order; if a
 //! partial failure lets a later event of a user overtake an earlier one, the
 //! consumer's version guard still keeps the newest state.
 
 use std::{
+    collections::HashSet,
     future::Future,
     sync::Arc,
     time::{Duration, Instant},
@@ -110,7 +111,9 @@ impl Relay {
     }
 
     /// Publishes every unpublished row no other relay holds, oldest first,
-    /// in batches: each claimed, published and stamped in one transaction.
+    /// in batches: each claimed and stamped, published, and committed in one
+    /// transaction (three round trips to PostgreSQL when every event is
+    /// acknowledged).
     ///
     /// # Errors
     /// When the database fails, or JetStream does not acknowledge an event;
@@ -123,15 +126,25 @@ impl Relay {
                 .await
                 .context("reading the outbox")?;
             if batch.is_empty() {
-                tx.commit().await.context("reading the outbox")?;
+                tx.rollback().await.context("reading the outbox")?;
                 return Ok(total);
             }
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= self.config.batch_size;
             let (acked, result) = self.publish(&batch).await;
-            outbox::mark_published(&mut tx, &acked.ids)
-                .await
-                .context("stamping published rows")?;
-            tx.commit().await.context("stamping published rows")?;
+            if acked.ids.is_empty() {
+                tx.rollback().await.context("releasing unpublished rows")?;
+            } else {
+                let published: HashSet<i64> = acked.ids.iter().copied().collect();
+                let unacked: Vec<i64> = batch
+                    .iter()
+                    .map(|row| row.id)
+                    .filter(|id| !published.contains(id))
+                    .collect();
+                outbox::unstamp(&mut tx, &unacked)
+                    .await
+                    .context("releasing unpublished rows")?;
+                tx.commit().await.context("stamping published rows")?;
+            }
             total.published += acked.ids.len();
             total.duplicates += acked.duplicates;
             result?;

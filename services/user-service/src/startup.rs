@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use service_kit::serve::{Service, StopWorker, Worker};
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 use tokio::{net::TcpListener, sync::Notify};
 
 use crate::{
@@ -35,6 +38,7 @@ pub async fn build(config: Config) -> Result<Service> {
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
     migrate(&pool).await?;
+    let relay_pool = relay_pool(&config).await?;
     let nats = config.nats.connect().await?;
     let js = async_nats::jetstream::context::ContextBuilder::new()
         .timeout(config.relay.publish_timeout)
@@ -44,7 +48,7 @@ pub async fn build(config: Config) -> Result<Service> {
         .with_context(|| format!("binding {} (USER_SERVICE_ADDR)", config.addr))?;
     let relay_wake = Arc::new(Notify::new());
     let relay = Relay::new(
-        pool.clone(),
+        relay_pool,
         js,
         config.nats.clone(),
         config.relay.clone(),
@@ -67,6 +71,30 @@ pub async fn build(config: Config) -> Result<Service> {
         relay,
     ))
 }
+
+/// The relay's own connections ([`RELAY_CONNECTIONS`]), which commit without
+/// waiting for the disk (`synchronous_commit = off`, set when each connects):
+/// a stamp that a crash of PostgreSQL loses only makes its rows go out
+/// again, and JetStream's duplicate window or the consumer's version guard
+/// drops the copy. The users' writes keep the main pool's durable commits.
+///
+/// # Errors
+/// When `DATABASE_URL` does not parse or PostgreSQL is unreachable.
+pub async fn relay_pool(config: &Config) -> Result<PgPool> {
+    let options: PgConnectOptions = config
+        .database_url
+        .parse()
+        .context("parsing DATABASE_URL")?;
+    PgPoolOptions::new()
+        .max_connections(RELAY_CONNECTIONS)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options.options([("synchronous_commit", "off")]))
+        .await
+        .context("connecting the outbox relay to PostgreSQL (DATABASE_URL)")
+}
+
+/// The relay's connections: one drains, one reports the backlog or prunes.
+pub const RELAY_CONNECTIONS: u32 = 2;
 
 /// Runs the idempotent migrations in `migrations/`.
 ///

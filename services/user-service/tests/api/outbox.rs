@@ -205,3 +205,82 @@ async fn two_relays_draining_one_outbox_publish_each_row_once() {
             .expect("count");
     assert_eq!(unpublished, 0);
 }
+
+/// A relay on `pool`, publishing to the NATS at `nats_url` with the test's
+/// stream and the test config's publish timeout.
+async fn relay_on(pool: &sqlx::PgPool, config: &user_service::Config, nats_url: &str) -> Relay {
+    let client = async_nats::connect(nats_url).await.expect("nats");
+    let js = async_nats::jetstream::context::ContextBuilder::new()
+        .timeout(config.relay.publish_timeout)
+        .build(client);
+    Relay::new(
+        pool.clone(),
+        js,
+        config.nats.clone(),
+        config.relay.clone(),
+        Arc::new(Notify::new()),
+    )
+}
+
+async fn synchronous_commit(conn: &mut sqlx::PgConnection) -> String {
+    sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(conn)
+        .await
+        .expect("show")
+}
+
+async fn unpublished(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+/// The claim stamps its rows in the statement that locks them; a drain whose
+/// events JetStream never acknowledges must leave every one unpublished.
+#[tokio::test]
+async fn a_drain_jetstream_does_not_acknowledge_leaves_every_row_unpublished() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    let config = test_config(Some(nats.url())).await;
+    let store = migrated_store(&config).await;
+    for n in 0..5 {
+        let draft = UserDraft::parse("Held", &format!("held{n}@example.com")).expect("valid");
+        store.create(&draft).await.expect("committed");
+    }
+    let mut relay = relay_on(store.pool(), &config, &nats.url()).await;
+    nats.stop();
+    assert!(relay.drain().await.is_err(), "nothing was acknowledged");
+    assert_eq!(unpublished(store.pool()).await, 5);
+}
+
+/// The relay's connections commit without waiting for the disk; other
+/// connections to the same database (the users' writes) keep the default.
+#[tokio::test]
+async fn only_the_relays_connections_commit_asynchronously() {
+    let app = TestApp::spawn().await;
+    // The test server commits asynchronously throughout (for speed): give
+    // the test's database PostgreSQL's default for new connections.
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .expect("database");
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{database}\" SET synchronous_commit = on"
+    ))
+    .execute(&app.pool)
+    .await
+    .expect("alter database");
+    let pool = sqlx::PgPool::connect(&app.config.database_url)
+        .await
+        .expect("pool");
+    let mut conn = pool.acquire().await.expect("connection");
+    assert_eq!(synchronous_commit(&mut conn).await, "on");
+    let relay_pool = user_service::startup::relay_pool(&app.config)
+        .await
+        .expect("relay pool");
+    let mut relay_conn = relay_pool.acquire().await.expect("relay connection");
+    assert_eq!(synchronous_commit(&mut relay_conn).await, "off");
+    app.create_user("Durable", "durable@example.com").await;
+    app.wait_for_outbox_drained("the relay to publish on its own pool")
+        .await;
+}
