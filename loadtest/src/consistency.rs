@@ -87,10 +87,13 @@ pub async fn check(
 }
 
 /// Checks until the copy equals the source, or until a check begun within
-/// `timeout` still finds them apart; returns the last check.
+/// `timeout` still finds them apart; returns the last check. A check that
+/// fails (a service busy past its request timeout answers 503 to a read of
+/// every user) is tried again while there is time.
 ///
 /// # Errors
-/// When either service does not answer with a JSON list.
+/// When no check begun within `timeout` got a JSON list from both services:
+/// the last check's error.
 pub async fn settle(
     http: &reqwest::Client,
     users_host: &str,
@@ -100,14 +103,16 @@ pub async fn settle(
     let deadline = Instant::now() + timeout;
     loop {
         let started = Instant::now();
-        let result = check(http, users_host, notifications_host).await?;
-        if result.in_sync() || Instant::now() >= deadline {
-            return Ok(result);
+        match check(http, users_host, notifications_host).await {
+            Ok(result) if result.in_sync() => return Ok(result),
+            Ok(result) if Instant::now() >= deadline => return Ok(result),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Ok(result) => eprintln!(
+                "not converged yet (missing {}, stale {}, extra {}); checking again",
+                result.missing, result.stale, result.extra
+            ),
+            Err(e) => eprintln!("the consistency check failed ({e:#}); checking again"),
         }
-        eprintln!(
-            "not converged yet (missing {}, stale {}, extra {}); checking again",
-            result.missing, result.stale, result.extra
-        );
         // A check reads both whole stores: at most a quarter of the time,
         // so that it does not slow down the convergence it waits for (and
         // not past the deadline, where one more check decides).
@@ -119,6 +124,8 @@ pub async fn settle(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -189,5 +196,41 @@ mod tests {
             }
         );
         assert!(!result.in_sync());
+    }
+
+    #[tokio::test]
+    async fn a_check_that_fails_is_tried_again_within_the_budget_and_its_error_kept_after() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // The copy answers 503 twice (busy past its request timeout), then
+        // the same single user as the source.
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&reads);
+        let user = r#"{"name":"A","email":"1@example.com","updated_at":"2026-12-02T10:00:00Z""#;
+        let base = crate::test_server::serve(move |line| {
+            if line.starts_with("GET /users ") {
+                ("200 OK", format!("[{user},\"id\":1}}]"))
+            } else if counted.fetch_add(1, Ordering::SeqCst) < 2 {
+                (
+                    "503 Service Unavailable",
+                    r#"{"error":"timeout"}"#.to_owned(),
+                )
+            } else {
+                ("200 OK", format!("[{user},\"user_id\":1}}]"))
+            }
+        })
+        .await;
+        let http = reqwest::Client::new();
+        let settled = settle(&http, &base, &base, Duration::from_secs(5))
+            .await
+            .expect("the third check succeeds");
+        assert!(settled.in_sync(), "{settled:?}");
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+
+        // Nothing but 503s: past the budget the last error is returned.
+        let busy = crate::test_server::serve(|_| ("503 Service Unavailable", String::new())).await;
+        let error = settle(&http, &busy, &busy, Duration::from_millis(200))
+            .await
+            .expect_err("no check succeeded");
+        assert!(format!("{error:#}").contains("503"), "{error:#}");
     }
 }

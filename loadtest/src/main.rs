@@ -28,6 +28,8 @@ mod propagation;
 mod report;
 mod service_metrics;
 mod settings;
+#[cfg(test)]
+mod test_server;
 mod workload;
 mod write_log;
 

@@ -319,29 +319,14 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
 
     /// A server answering `GET /metrics` with `body`, and 404 otherwise.
     async fn metrics_server(body: &'static str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut request = [0_u8; 2048];
-                    let n = socket.read(&mut request).await.unwrap_or(0);
-                    let found = request[..n].starts_with(b"GET /metrics ");
-                    let (status, body) = if found {
-                        ("200 OK", body)
-                    } else {
-                        ("404 Not Found", "")
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = socket.write_all(response.as_bytes()).await;
-                });
+        crate::test_server::serve(move |line| {
+            if line.starts_with("GET /metrics ") {
+                ("200 OK", body.to_owned())
+            } else {
+                ("404 Not Found", String::new())
             }
-        });
-        format!("http://{addr}")
+        })
+        .await
     }
 
     #[tokio::test]

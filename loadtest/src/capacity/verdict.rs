@@ -19,7 +19,7 @@ pub struct Criteria {
 }
 
 /// What a step measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
     pub offered_write_rps: f64,
     pub achieved_write_rps: f64,
@@ -27,8 +27,8 @@ pub struct Measured {
     pub watched: u64,
     pub p99_ms: f64,
     pub timeouts: u64,
-    /// The last consistency check of the step.
-    pub consistency: Consistency,
+    /// The last consistency check of the step, or why none succeeded.
+    pub consistency: Result<Consistency, String>,
     /// Seconds from the step's end to the check that found the copy equal;
     /// None when none did within the budget.
     pub converged_after_s: Option<f64>,
@@ -61,11 +61,16 @@ pub fn why_not(criteria: &Criteria, m: &Measured) -> Vec<String> {
         ));
     }
     if m.converged_after_s.is_none() {
-        let c = &m.consistency;
-        reasons.push(format!(
-            "the copy differed from the source {:.0} s after the step (missing {}, stale {}, extra {})",
-            criteria.converge_s, c.missing, c.stale, c.extra
-        ));
+        reasons.push(match &m.consistency {
+            Ok(c) => format!(
+                "the copy differed from the source {:.0} s after the step (missing {}, stale {}, extra {})",
+                criteria.converge_s, c.missing, c.stale, c.extra
+            ),
+            Err(e) => format!(
+                "no consistency check begun within {:.0} s after the step succeeded ({e})",
+                criteria.converge_s
+            ),
+        });
     }
     reasons
 }
@@ -91,10 +96,10 @@ mod tests {
             watched: 1_500,
             p99_ms: 850.0,
             timeouts: 0,
-            consistency: Consistency {
+            consistency: Ok(Consistency {
                 checked: 5_000,
                 ..Consistency::default()
-            },
+            }),
             converged_after_s: Some(1.2),
         }
     }
@@ -133,15 +138,23 @@ mod tests {
             (
                 Measured {
                     converged_after_s: None,
-                    consistency: Consistency {
+                    consistency: Ok(Consistency {
                         checked: 5_000,
                         missing: 3,
                         stale: 1,
                         extra: 0,
-                    },
+                    }),
                     ..good()
                 },
                 "the copy differed from the source 5 s after the step (missing 3, stale 1, extra 0)",
+            ),
+            (
+                Measured {
+                    converged_after_s: None,
+                    consistency: Err("503 Service Unavailable".to_owned()),
+                    ..good()
+                },
+                "no consistency check begun within 5 s after the step succeeded (503 Service Unavailable)",
             ),
             (
                 Measured {
