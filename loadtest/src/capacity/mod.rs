@@ -1,10 +1,10 @@
 //! The capacity mode (`LOADTEST_CAPACITY=1`): the highest write rate one
 //! stack sustains. Steps of a fixed offered write rate (creates + updates per
-//! second; goose's throttle is set so that reads come on top), rising by a
+//! second; the mix's reads, if any, come on top), rising by a
 //! factor until a step fails, then one step at the midpoint between the last
 //! that held and the one that failed; a failed step is run again before its
-//! rate counts as failed (`LOADTEST_CAPACITY_RETRIES`). A step holds when its watched writes
-//! arrived in time and the copy equalled the source soon after it
+//! rate counts as failed (`LOADTEST_CAPACITY_RETRIES`). A step holds when its
+//! watched writes arrived in time and the copy equalled the source soon after it
 //! ([`verdict`]); `sustainable_write_rps` is the write rate achieved in the
 //! highest step that held (the offered rate is reported beside it).
 //!
@@ -261,13 +261,18 @@ async fn run_step(
         ),
         cost,
     };
+    let stolen = row.cost.machine_cpu.map_or_else(String::new, |m| {
+        format!(
+            ", {:.0}% of the CPU time stolen by the hypervisor",
+            m.steal_share * 100.0
+        )
+    });
     eprintln!(
-        "step {}: achieved {:.1} writes/s, p99 {:.1} ms, {} timeouts, {:.0}% of the CPU time stolen by the hypervisor: {}",
+        "step {}: achieved {:.1} writes/s, p99 {:.1} ms, {} timeouts{stolen}: {}",
         row.step,
         row.achieved_write_rps,
         row.propagation_p99_ms,
         row.timeouts,
-        row.cost.machine_cpu.map_or(0.0, |m| m.steal_share * 100.0),
         row.why_not.as_deref().unwrap_or("held")
     );
     Ok(Some((row, goose.maximum_users.max(1))))
