@@ -87,9 +87,9 @@ pub async fn check(
 }
 
 /// Checks until the copy equals the source, or until a check begun within
-/// `timeout` still finds them apart; returns the last check. A check that
-/// fails (a service busy past its request timeout answers 503 to a read of
-/// every user) is tried again while there is time.
+/// `timeout` still finds them apart; returns the last check that succeeded.
+/// A check that fails (a service busy past its request timeout answers 503
+/// to a read of every user) is tried again while there is time.
 ///
 /// # Errors
 /// When no check begun within `timeout` got a JSON list from both services:
@@ -101,17 +101,29 @@ pub async fn settle(
     timeout: Duration,
 ) -> Result<Consistency> {
     let deadline = Instant::now() + timeout;
+    let mut last: Option<Consistency> = None;
     loop {
         let started = Instant::now();
-        match check(http, users_host, notifications_host).await {
+        let error = match check(http, users_host, notifications_host).await {
             Ok(result) if result.in_sync() => return Ok(result),
-            Ok(result) if Instant::now() >= deadline => return Ok(result),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Ok(result) => eprintln!(
-                "not converged yet (missing {}, stale {}, extra {}); checking again",
-                result.missing, result.stale, result.extra
-            ),
-            Err(e) => eprintln!("the consistency check failed ({e:#}); checking again"),
+            Ok(result) => {
+                eprintln!(
+                    "not converged yet (missing {}, stale {}, extra {}); checking again",
+                    result.missing, result.stale, result.extra
+                );
+                last = Some(result);
+                None
+            }
+            Err(e) => {
+                eprintln!("the consistency check failed ({e:#}); checking again");
+                Some(e)
+            }
+        };
+        if Instant::now() >= deadline {
+            return match last {
+                Some(result) => Ok(result),
+                None => Err(error.unwrap_or_else(|| anyhow::anyhow!("no consistency check ran"))),
+            };
         }
         // A check reads both whole stores: at most a quarter of the time,
         // so that it does not slow down the convergence it waits for (and
@@ -225,6 +237,26 @@ mod tests {
             .expect("the third check succeeds");
         assert!(settled.in_sync(), "{settled:?}");
         assert_eq!(reads.load(Ordering::SeqCst), 3);
+
+        // One check finds a user missing, every later one fails: past the
+        // budget that check is the answer, not the error.
+        let checks = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&checks);
+        let behind = crate::test_server::serve(move |line| {
+            if line.starts_with("GET /users ") {
+                ("200 OK", format!("[{user},\"id\":1}}]"))
+            } else if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                ("200 OK", "[]".to_owned())
+            } else {
+                ("503 Service Unavailable", String::new())
+            }
+        })
+        .await;
+        let last = settle(&http, &behind, &behind, Duration::from_millis(1_500))
+            .await
+            .expect("one check succeeded");
+        assert_eq!((last.missing, last.checked), (1, 1), "{last:?}");
+        assert!(checks.load(Ordering::SeqCst) >= 2, "it checked again");
 
         // Nothing but 503s: past the budget the last error is returned.
         let busy = crate::test_server::serve(|_| ("503 Service Unavailable", String::new())).await;

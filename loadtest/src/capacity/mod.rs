@@ -50,8 +50,9 @@ const USERS: usize = 64;
 /// Runs the steps; whether any held.
 ///
 /// # Errors
-/// When a goose flag sets what the steps set, goose fails, a service does
-/// not answer the consistency check, or an output cannot be written.
+/// When a goose flag sets what the steps set, goose fails, or an output
+/// cannot be written. (A consistency check that fails fails its step, or
+/// ends the search with the reason.)
 pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
     let args = args::all();
     if let Some(flag) = args::pacing_flag(&args) {
@@ -120,13 +121,21 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
                 &settings.notifications_host,
                 settings.settle_timeout,
             )
-            .await
-            .inspect_err(|e| eprintln!("the consistency check failed: {e:#}"));
-            if !caught_up.is_ok_and(|c| c.in_sync()) {
-                break format!(
-                    "the copy had not caught up {:.0} s (LOADTEST_SETTLE_SECS) after step {number}, so the next step would start behind",
-                    settings.settle_timeout.as_secs_f64()
-                );
+            .await;
+            match caught_up {
+                Ok(c) if c.in_sync() => {}
+                Ok(_) => {
+                    break format!(
+                        "the copy had not caught up {:.0} s (LOADTEST_SETTLE_SECS) after step {number}, so the next step would start behind",
+                        settings.settle_timeout.as_secs_f64()
+                    );
+                }
+                Err(e) => {
+                    break format!(
+                        "no consistency check succeeded in the {:.0} s (LOADTEST_SETTLE_SECS) after step {number}: {e:#}",
+                        settings.settle_timeout.as_secs_f64()
+                    );
+                }
             }
         }
         tokio::time::sleep(plan.settle).await;
@@ -305,6 +314,7 @@ fn write_outputs(
             propagation_timeout_s: settings.propagation_timeout.as_secs_f64(),
             start_write_rps: plan.schedule.start,
             factor: plan.schedule.factor,
+            retries: plan.schedule.retries,
             step_s: plan.step.as_secs_f64(),
             settle_s: plan.settle.as_secs_f64(),
             users,

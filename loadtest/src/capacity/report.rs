@@ -54,6 +54,8 @@ pub struct Conditions {
     pub propagation_timeout_s: f64,
     pub start_write_rps: f64,
     pub factor: f64,
+    /// Tries after a failed step's first, at the same rate.
+    pub retries: usize,
     pub step_s: f64,
     pub settle_s: f64,
     pub users: usize,
@@ -96,11 +98,12 @@ impl CapacitySummary {
         );
         let _ = writeln!(
             out,
-            "{} goose users, steps of {:.0} s from {:.0} writes/s x {}, mix {} create : {} update : {} read",
+            "{} goose users, steps of {:.0} s from {:.0} writes/s x {}, a failed step tried {} more time(s), mix {} create : {} update : {} read",
             c.users,
             c.step_s,
             c.start_write_rps,
             c.factor,
+            c.retries,
             c.create_weight,
             c.update_weight,
             c.read_weight
@@ -464,6 +467,7 @@ mod tests {
                 propagation_timeout_s: 30.0,
                 start_write_rps: 100.0,
                 factor: 1.25,
+                retries: 2,
                 step_s: 30.0,
                 settle_s: 5.0,
                 users: 8,
