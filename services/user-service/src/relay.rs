@@ -112,8 +112,8 @@ impl Relay {
 
     /// Publishes every unpublished row no other relay holds, oldest first,
     /// in batches: each claimed and stamped, published, and committed in one
-    /// transaction (three round trips to PostgreSQL when every event is
-    /// acknowledged).
+    /// transaction (three statements when every event is acknowledged:
+    /// BEGIN, the claim, COMMIT).
     ///
     /// # Errors
     /// When the database fails, or JetStream does not acknowledge an event;

@@ -72,11 +72,13 @@ pub async fn build(config: Config) -> Result<Service> {
     ))
 }
 
-/// The relay's own connections ([`RELAY_CONNECTIONS`]), which commit without
-/// waiting for the disk (`synchronous_commit = off`, set when each connects):
-/// a stamp that a crash of PostgreSQL loses only makes its rows go out
-/// again, and JetStream's duplicate window or the consumer's version guard
-/// drops the copy. The users' writes keep the main pool's durable commits.
+/// The relay's own connections ([`RELAY_CONNECTIONS`]), named
+/// [`RELAY_APPLICATION_NAME`] in `pg_stat_activity`, which commit without
+/// waiting for the disk (`synchronous_commit = off`, a startup option of
+/// each connection): a stamp that a crash of PostgreSQL loses only makes its
+/// rows go out again, and JetStream's duplicate window or the consumer's
+/// version guard drops the copy. The users' writes keep the main pool's
+/// durable commits.
 ///
 /// # Errors
 /// When `DATABASE_URL` does not parse or PostgreSQL is unreachable.
@@ -88,13 +90,20 @@ pub async fn relay_pool(config: &Config) -> Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(RELAY_CONNECTIONS)
         .acquire_timeout(config.acquire_timeout)
-        .connect_with(options.options([("synchronous_commit", "off")]))
+        .connect_with(
+            options
+                .application_name(RELAY_APPLICATION_NAME)
+                .options([("synchronous_commit", "off")]),
+        )
         .await
         .context("connecting the outbox relay to PostgreSQL (DATABASE_URL)")
 }
 
-/// The relay's connections: one drains, one reports the backlog or prunes.
+/// The relay's connections: it drains, reports the backlog and prunes one
+/// after another, but a connection goes back to the pool asynchronously.
 pub const RELAY_CONNECTIONS: u32 = 2;
+/// How the relay's connections name themselves to PostgreSQL.
+pub const RELAY_APPLICATION_NAME: &str = "user-service outbox relay";
 
 /// Runs the idempotent migrations in `migrations/`.
 ///

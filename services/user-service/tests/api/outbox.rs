@@ -255,6 +255,7 @@ async fn a_drain_jetstream_does_not_acknowledge_leaves_every_row_unpublished() {
 
 /// The relay's connections commit without waiting for the disk; other
 /// connections to the same database (the users' writes) keep the default.
+/// And the running service's relay is on those connections.
 #[tokio::test]
 async fn only_the_relays_connections_commit_asynchronously() {
     let app = TestApp::spawn().await;
@@ -280,7 +281,27 @@ async fn only_the_relays_connections_commit_asynchronously() {
         .expect("relay pool");
     let mut relay_conn = relay_pool.acquire().await.expect("relay connection");
     assert_eq!(synchronous_commit(&mut relay_conn).await, "off");
+    drop(relay_conn);
+    relay_pool.close().await;
+
+    // The service's relay works on connections of that name: their last
+    // statements are the relay's (it opened them at start-up, before the
+    // database's default changed).
     app.create_user("Durable", "durable@example.com").await;
     app.wait_for_outbox_drained("the relay to publish on its own pool")
         .await;
+    let relay_queries: Vec<String> = sqlx::query_scalar(
+        "SELECT query FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+    )
+    .bind(&database)
+    .bind(user_service::startup::RELAY_APPLICATION_NAME)
+    .fetch_all(&pool)
+    .await
+    .expect("pg_stat_activity");
+    assert!(
+        relay_queries
+            .iter()
+            .any(|q| q.contains("outbox") || q == "COMMIT" || q == "ROLLBACK"),
+        "the relay's connections ran none of its statements: {relay_queries:?}"
+    );
 }
