@@ -107,23 +107,24 @@ pub async fn settle(
         let error = match check(http, users_host, notifications_host).await {
             Ok(result) if result.in_sync() => return Ok(result),
             Ok(result) => {
-                eprintln!(
-                    "not converged yet (missing {}, stale {}, extra {}); checking again",
-                    result.missing, result.stale, result.extra
-                );
                 last = Some(result);
                 None
             }
-            Err(e) => {
-                eprintln!("the consistency check failed ({e:#}); checking again");
-                Some(e)
-            }
+            Err(e) => Some(e),
         };
         if Instant::now() >= deadline {
             return match last {
                 Some(result) => Ok(result),
                 None => Err(error.unwrap_or_else(|| anyhow::anyhow!("no consistency check ran"))),
             };
+        }
+        match (&error, &last) {
+            (Some(e), _) => eprintln!("the consistency check failed ({e:#}); checking again"),
+            (None, Some(result)) => eprintln!(
+                "not converged yet (missing {}, stale {}, extra {}); checking again",
+                result.missing, result.stale, result.extra
+            ),
+            (None, None) => {}
         }
         // A check reads both whole stores: at most a quarter of the time,
         // so that it does not slow down the convergence it waits for (and

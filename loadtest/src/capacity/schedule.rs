@@ -83,12 +83,13 @@ impl Schedule {
             }
         }
         // Each rate once: a failed try is superseded by its retry.
-        let rates: Vec<Outcome> = done
-            .iter()
-            .zip(done.iter().skip(1).map(Some).chain([None]))
-            .filter(|(_, next)| next.is_none_or(|n| n.kind != StepKind::Retry))
-            .map(|(o, _)| *o)
-            .collect();
+        let mut rates: Vec<Outcome> = Vec::with_capacity(done.len());
+        for outcome in done {
+            if outcome.kind == StepKind::Retry {
+                rates.pop();
+            }
+            rates.push(*outcome);
+        }
         let Some(failed) = rates.iter().position(|o| !o.held) else {
             if rates.len() >= self.max_steps {
                 return Err(End::MaxSteps);
