@@ -136,17 +136,20 @@ async fn one_run(settings: &Settings) -> Result<bool> {
     let progress = tokio::spawn(propagation::progress(Arc::clone(&tracker)));
     let meter = settings.cost.as_deref().map(cost::Meter::start);
     let started = Instant::now();
-    let mut attack = attack(settings)?;
-    if settings.rate > 0 {
-        attack = *attack.set_default(
-            GooseDefault::ThrottleRequests,
-            usize::try_from(settings.rate).unwrap_or(usize::MAX),
-        )?;
-    }
-    let rate_limit = args::value(&args, &["--throttle-requests"])
+    let goose_throttle = args::value(&args, &["--throttle-requests"])
         .and_then(|v| v.parse::<u64>().ok())
-        .or((settings.rate > 0).then_some(settings.rate));
-    let metrics = attack
+        .filter(|&r| r > 0);
+    // `LOADTEST_RATE` paces open loop, as the capacity mode's steps do:
+    // goose's throttle under-delivers (see `pacer`). goose's own
+    // `--throttle-requests`, when given, is goose's, as goose documents it.
+    let pacer = (goose_throttle.is_none() && settings.rate > 0).then(|| {
+        Arc::new(pacer::Pacer::new(f64::from(
+            u32::try_from(settings.rate).unwrap_or(u32::MAX),
+        )))
+    });
+    workload::pace_with(pacer);
+    let rate_limit = goose_throttle.or((settings.rate > 0).then_some(settings.rate));
+    let metrics = attack(settings)?
         .set_default(GooseDefault::RunTime, 50)?
         .set_default(
             GooseDefault::ReportFile,
@@ -154,6 +157,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
         )?
         .execute()
         .await?;
+    workload::pace_with(None);
     let load_time = started.elapsed();
     let writes = tracker.writes.load(Ordering::Relaxed);
     let cost = meter.map(|m| m.stop(writes)).unwrap_or_default();

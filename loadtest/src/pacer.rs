@@ -1,4 +1,4 @@
-//! An open-loop pacer for the capacity mode: request `n` is due at
+//! An open-loop pacer for `LOADTEST_RATE` and the capacity mode: request `n` is due at
 //! `start + n / rate`, whatever became of the requests before it, so that the
 //! offered rate is the rate asked for.
 //!

@@ -40,7 +40,8 @@ pub struct ServiceSync {
 pub struct Summary {
     pub writes: u64,
     pub write_rps: f64,
-    /// Client-seen write latency (goose's throttle wait excluded).
+    /// Client-seen write latency (the wait for the pacer or goose's throttle
+    /// excluded).
     pub http_ms: HttpMs,
     /// `http_ms.p50`, beside `raw_sql_write_p50_ms`.
     pub write_p50_ms: f64,

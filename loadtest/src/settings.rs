@@ -3,7 +3,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `LOADTEST_RATE` | `50` | requests per second goose may send (its `--throttle-requests`); `0` = as fast as the goose users go; the capacity mode sets its own per step |
+//! | `LOADTEST_RATE` | `50` | requests per second, paced open loop (request *n* due at *n*/rate; goose's `--throttle-requests`, when given, replaces it); `0` = as fast as the goose users go; the capacity mode sets its own per step |
 //! | `LOADTEST_NOTIFICATIONS_HOST` | `http://localhost:8081` | where the copy is read |
 //! | `LOADTEST_CREATE_WEIGHT` | `1` | weight of `POST /users` |
 //! | `LOADTEST_UPDATE_WEIGHT` | `3` | weight of `PUT /users/{id}` |
@@ -50,7 +50,8 @@ use crate::{
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Default of goose's `--throttle-requests`; 0 leaves goose unthrottled.
+    /// Requests a second, paced open loop unless goose's
+    /// `--throttle-requests` is given; 0 leaves the goose users unpaced.
     pub rate: u64,
     pub notifications_host: String,
     pub create_weight: usize,
