@@ -70,8 +70,9 @@ pub struct Summary {
     /// Client-seen latency of a raw-SQL write (BEGIN to COMMIT).
     pub raw_sql_write_p50_ms: Option<f64>,
     pub users: usize,
-    /// goose's request rate limit (`--throttle-requests`), if any: then
-    /// `write_rps` is the load offered, not the service's limit.
+    /// The request rate limit, if any: `LOADTEST_RATE`'s pacer, or goose's
+    /// `--throttle-requests` when given. Then `write_rps` is the load
+    /// offered, not the service's limit.
     pub rate_limit: Option<u64>,
     pub duration_s: f64,
     /// CPU time per write, by process (over the load).
@@ -95,7 +96,7 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "write latency     p50 {:.2} ms  p99 {:.2} ms (the service's answer; goose's throttle wait excluded)",
+            "write latency     p50 {:.2} ms  p99 {:.2} ms (the service's answer; the pacer's or goose's throttle wait excluded)",
             self.http_ms.p50, self.http_ms.p99
         );
         let _ = writeln!(

@@ -37,7 +37,7 @@ pub struct Step {
     pub held: bool,
     /// Why it did not hold (reasons joined by "; "); null when it held.
     pub why_not: Option<String>,
-    /// Client-seen write latency p50 (goose's throttle wait excluded).
+    /// Client-seen write latency p50 (the pacer's wait excluded).
     pub write_p50_ms: f64,
     /// notification-service's own `sync_latency_seconds` over the step.
     pub service_sync_latency_ms: Option<SyncLatencyMs>,
