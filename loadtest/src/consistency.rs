@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use events::drift::Fields;
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 /// A user as `GET /users` returns it.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,7 +58,14 @@ pub fn compare(source: &[SourceUser], copy: &[CopiedUser]) -> Consistency {
     )
 }
 
-/// Reads both sides over HTTP and compares them.
+/// The largest page either service gives (`?limit=`).
+const PAGE: usize = 10_000;
+
+/// Reads both sides over HTTP, a page at a time, and compares them: every
+/// user whose id is above `after_id` (0: every user) and its copy. A run
+/// checks the users above the [`high_water`] mark it read before its first
+/// write: every user it created (ids are allocated in order) and so every
+/// user it updated, without reading a source that earlier runs filled.
 ///
 /// # Errors
 /// When either service does not answer with a JSON list.
@@ -66,24 +73,89 @@ pub async fn check(
     http: &reqwest::Client,
     users_host: &str,
     notifications_host: &str,
+    after_id: i64,
 ) -> Result<Consistency> {
-    let source: Vec<SourceUser> = http
-        .get(format!("{users_host}/users"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await
-        .context("reading GET /users")?;
-    let copy: Vec<CopiedUser> = http
-        .get(format!("{notifications_host}/notifications"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await
-        .context("reading GET /notifications")?;
+    let source: Vec<SourceUser> = read_pages(
+        http,
+        &format!("{users_host}/users"),
+        after_id,
+        |u: &SourceUser| u.id,
+    )
+    .await
+    .context("reading GET /users")?;
+    let copy: Vec<CopiedUser> = read_pages(
+        http,
+        &format!("{notifications_host}/notifications"),
+        after_id,
+        |c: &CopiedUser| c.user_id,
+    )
+    .await
+    .context("reading GET /notifications")?;
     Ok(compare(&source, &copy))
+}
+
+/// Every item of a list that `?after_id=&limit=` pages by id, from the one
+/// above `after_id` on.
+async fn read_pages<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    mut after_id: i64,
+    id_of: impl Fn(&T) -> i64,
+) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    loop {
+        let page: Vec<T> = http
+            .get(format!("{url}?after_id={after_id}&limit={PAGE}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let full = page.len() == PAGE;
+        match page.last() {
+            Some(last) => after_id = id_of(last),
+            None => return Ok(all),
+        }
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
+/// The largest user id in the source now (0 when there is none), found by
+/// bisection with one-user pages of `GET /users?after_id=` (about 31 reads
+/// of one indexed row each, whatever the table holds).
+///
+/// # Errors
+/// When user-service does not answer with a JSON list.
+pub async fn high_water(http: &reqwest::Client, users_host: &str) -> Result<i64> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    // The largest id is in lo..=hi: lo is 0 or an id seen, no id is above hi.
+    let (mut lo, mut hi) = (0_i64, i64::from(i32::MAX));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let above: Vec<Id> = http
+            .get(format!("{users_host}/users?after_id={mid}&limit=1"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+            .context("reading GET /users?after_id=&limit=1")?;
+        match above.first() {
+            Some(user) if user.id > mid => lo = user.id,
+            Some(user) => anyhow::bail!(
+                "GET /users?after_id={mid} answered user {}, not one above {mid}",
+                user.id
+            ),
+            None => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// Checks until the copy equals the source, or until a check begun within
@@ -98,13 +170,14 @@ pub async fn settle(
     http: &reqwest::Client,
     users_host: &str,
     notifications_host: &str,
+    after_id: i64,
     timeout: Duration,
 ) -> Result<Consistency> {
     let deadline = Instant::now() + timeout;
     let mut last: Option<Consistency> = None;
     loop {
         let started = Instant::now();
-        let error = match check(http, users_host, notifications_host).await {
+        let error = match check(http, users_host, notifications_host, after_id).await {
             Ok(result) if result.in_sync() => return Ok(result),
             Ok(result) => {
                 last = Some(result);
@@ -126,7 +199,7 @@ pub async fn settle(
             ),
             (None, None) => {}
         }
-        // A check reads both whole stores: at most a quarter of the time,
+        // A check reads both stores (the users in scope): at most a quarter of the time,
         // so that it does not slow down the convergence it waits for (and
         // not past the deadline, where one more check decides).
         let pause = (started.elapsed() * 3).max(Duration::from_secs(1));
@@ -211,6 +284,103 @@ mod tests {
         assert!(!result.in_sync());
     }
 
+    /// `after_id` and `limit` of a request line's query.
+    fn page_of(line: &str) -> (i64, usize) {
+        let query = line.split(['?', ' ']).nth(2).unwrap_or_default();
+        let value = |key: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (
+            value("after_id").parse().unwrap(),
+            value("limit").parse().unwrap(),
+        )
+    }
+
+    /// A server paging `ids` for both services as they page (the copy
+    /// leaves out `missing`); counts the reads.
+    async fn paging(
+        ids: Vec<i64>,
+        missing: i64,
+        reads: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> String {
+        crate::test_server::serve(move |line| {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (after_id, limit) = page_of(line);
+            let copy = !line.starts_with("GET /users?");
+            let page: Vec<String> = ids
+                .iter()
+                .filter(|&&id| id > after_id && !(copy && id == missing))
+                .take(limit)
+                .map(|id| {
+                    let key = if copy { "user_id" } else { "id" };
+                    format!(
+                        r#"{{"{key}":{id},"name":"u{id}","email":"{id}@example.com","updated_at":"2026-12-02T10:00:00Z"}}"#
+                    )
+                })
+                .collect();
+            ("200 OK", format!("[{}]", page.join(",")))
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_check_reads_every_page_above_its_mark_and_no_further() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let ids: Vec<i64> = (1..=25_007).collect();
+        let base = paging(ids, 20_000, Arc::clone(&reads)).await;
+        let http = reqwest::Client::new();
+
+        let all = check(&http, &base, &base, 0).await.expect("check");
+        assert_eq!(
+            (all.checked, all.missing, all.extra),
+            (25_007, 1, 0),
+            "{all:?}"
+        );
+        // 25 007 users: pages of 10 000, 10 000 and 5 007 on each side.
+        assert_eq!(reads.swap(0, Ordering::SeqCst), 6);
+
+        let above = check(&http, &base, &base, 20_000).await.expect("check");
+        assert_eq!((above.checked, above.missing), (5_007, 0), "{above:?}");
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_high_water_mark_is_the_largest_id_in_a_few_dozen_reads() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let http = reqwest::Client::new();
+        for ids in [
+            vec![],
+            vec![1],
+            vec![3, 17, 40],
+            vec![5, 2_147_483_647],
+            (1..=100_000).collect(),
+        ] {
+            let reads = Arc::new(AtomicUsize::new(0));
+            let largest = ids.last().copied().unwrap_or(0);
+            let base = paging(ids, 0, Arc::clone(&reads)).await;
+            assert_eq!(high_water(&http, &base).await.expect("high water"), largest);
+            assert!(
+                reads.load(Ordering::SeqCst) <= 32,
+                "{} reads",
+                reads.load(Ordering::SeqCst)
+            );
+        }
+        // A service that ignores after_id is not believed.
+        let ignoring = crate::test_server::serve(|_| {
+            ("200 OK", r#"[{"id":1,"name":"a","email":"a@example.com","updated_at":"2026-12-02T10:00:00Z"}]"#.to_owned())
+        })
+        .await;
+        let error = high_water(&http, &ignoring)
+            .await
+            .expect_err("not a page above");
+        assert!(format!("{error:#}").contains("not one above"), "{error:#}");
+    }
+
     #[tokio::test]
     async fn a_check_that_fails_is_tried_again_within_the_budget_and_its_error_kept_after() {
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -220,7 +390,7 @@ mod tests {
         let counted = Arc::clone(&reads);
         let user = r#"{"name":"A","email":"1@example.com","updated_at":"2026-12-02T10:00:00Z""#;
         let base = crate::test_server::serve(move |line| {
-            if line.starts_with("GET /users ") {
+            if line.starts_with("GET /users?") {
                 ("200 OK", format!("[{user},\"id\":1}}]"))
             } else if counted.fetch_add(1, Ordering::SeqCst) < 2 {
                 (
@@ -233,7 +403,7 @@ mod tests {
         })
         .await;
         let http = reqwest::Client::new();
-        let settled = settle(&http, &base, &base, Duration::from_secs(5))
+        let settled = settle(&http, &base, &base, 0, Duration::from_secs(5))
             .await
             .expect("the third check succeeds");
         assert!(settled.in_sync(), "{settled:?}");
@@ -244,7 +414,7 @@ mod tests {
         let checks = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&checks);
         let behind = crate::test_server::serve(move |line| {
-            if line.starts_with("GET /users ") {
+            if line.starts_with("GET /users?") {
                 ("200 OK", format!("[{user},\"id\":1}}]"))
             } else if counted.fetch_add(1, Ordering::SeqCst) == 0 {
                 ("200 OK", "[]".to_owned())
@@ -253,7 +423,7 @@ mod tests {
             }
         })
         .await;
-        let last = settle(&http, &behind, &behind, Duration::from_millis(1_500))
+        let last = settle(&http, &behind, &behind, 0, Duration::from_millis(1_500))
             .await
             .expect("one check succeeded");
         assert_eq!((last.missing, last.checked), (1, 1), "{last:?}");
@@ -261,7 +431,7 @@ mod tests {
 
         // Nothing but 503s: past the budget the last error is returned.
         let busy = crate::test_server::serve(|_| ("503 Service Unavailable", String::new())).await;
-        let error = settle(&http, &busy, &busy, Duration::from_millis(200))
+        let error = settle(&http, &busy, &busy, 0, Duration::from_millis(200))
             .await
             .expect_err("no check succeeded");
         assert!(format!("{error:#}").contains("503"), "{error:#}");

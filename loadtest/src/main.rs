@@ -130,6 +130,12 @@ async fn one_run(settings: &Settings) -> Result<bool> {
     let tracker = tracker(settings);
     workload::init(settings, Arc::clone(&tracker))?;
     let http = reqwest::Client::new();
+    let users_host = args::users_host(&args);
+    // The check covers the users this run creates (and so updates): those
+    // above the largest id before its first write.
+    let checked_after_id = consistency::high_water(&http, &users_host)
+        .await
+        .context("reading the largest user id before the load")?;
     let metrics_before = read_service_metrics(&http, settings).await;
 
     let report_file = settings.out_dir.join("report.html");
@@ -161,7 +167,6 @@ async fn one_run(settings: &Settings) -> Result<bool> {
     let load_time = started.elapsed();
     let writes = tracker.writes.load(Ordering::Relaxed);
     let cost = meter.map(|m| m.stop(writes)).unwrap_or_default();
-    let users_host = args::users_host(&args);
     workload::flush_write_log()?;
 
     let concurrency = metrics.maximum_users.max(1);
@@ -202,6 +207,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
         &http,
         &users_host,
         &settings.notifications_host,
+        checked_after_id,
         settings.settle_timeout,
     )
     .await?;
@@ -249,6 +255,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             unwatched_writes: tracker.unwatched.load(Ordering::Relaxed),
             observer_reads: tracker.reads.load(Ordering::Relaxed),
             consistency,
+            checked_after_id,
             write_efficiency: raw.map(|r| write_rps / r.rps),
             write_efficiency_conditions: raw.map(|r| {
                 baseline::Conditions::new(

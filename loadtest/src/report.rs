@@ -61,6 +61,10 @@ pub struct Summary {
     /// settle.
     pub converged_after_s: Option<f64>,
     pub consistency: Consistency,
+    /// The check covered the users with an id above this: the largest id
+    /// before the load (0: every user), so every user the run created or
+    /// updated, and not the ones earlier runs left.
+    pub checked_after_id: i64,
     /// service write rate / raw SQL rate of the same writes; null when the
     /// baseline was skipped.
     pub write_efficiency: Option<f64>,
@@ -163,9 +167,13 @@ impl Summary {
         let after = self
             .converged_after_s
             .map_or_else(String::new, |s| format!(" ({s:.1} s after the last write)"));
+        let scope = match self.checked_after_id {
+            0 => String::new(),
+            id => format!(" (the users above id {id}: this run's)"),
+        };
         let _ = writeln!(
             out,
-            "consistency       {verdict}: checked {} missing {} stale {} extra {}{after}",
+            "consistency       {verdict}: checked {} missing {} stale {} extra {}{scope}{after}",
             c.checked, c.missing, c.stale, c.extra
         );
         out.push_str(&self.cost.to_terminal());
@@ -365,6 +373,7 @@ mod tests {
             observer_reads: 0,
             converged_after_s: Some(0.5),
             consistency: Consistency::default(),
+            checked_after_id: 0,
             write_efficiency: Some(0.3),
             write_efficiency_conditions: None,
             raw_sql_rps: Some(333.0),

@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use goose::prelude::*;
 
 use self::{
@@ -68,10 +68,19 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
     let mix = Mix::of(settings);
     let http = reqwest::Client::new();
     workload::init(settings, crate::tracker(settings))?;
+    // Each step's check covers the users this run creates (and so updates):
+    // those above the largest id before its first step.
+    let checked_after_id = consistency::high_water(&http, &users_host)
+        .await
+        .context("reading the largest user id before the first step")?;
 
     let mut done: Vec<Outcome> = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
-    let mut goose_users = users;
+    let mut ran = Ran {
+        mix,
+        users,
+        checked_after_id,
+    };
     let ended = loop {
         let (kind, rate) = match plan.schedule.next(&done) {
             Ok(next) => next,
@@ -96,11 +105,11 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
             users,
         };
         let Some((step, maximum_users)) =
-            run_step(settings, plan, &http, &users_host, step).await?
+            run_step(settings, plan, &http, &users_host, checked_after_id, step).await?
         else {
             break format!("interrupted during step {number} (not counted)");
         };
-        goose_users = maximum_users;
+        ran.users = maximum_users;
         done.push(Outcome {
             kind,
             rate,
@@ -109,7 +118,7 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
         let in_sync = step.converged_after_s.is_some();
         steps.push(step);
         let so_far = format!("running: {number} step(s) so far");
-        write_outputs(settings, plan, &steps, &done, mix, goose_users, &so_far)?;
+        write_outputs(settings, plan, &steps, &done, ran, &so_far)?;
         if plan.schedule.next(&done).is_err() {
             continue; // the loop ends with the reason
         }
@@ -119,6 +128,7 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
                 &http,
                 &users_host,
                 &settings.notifications_host,
+                checked_after_id,
                 settings.settle_timeout,
             )
             .await;
@@ -140,13 +150,23 @@ pub async fn run(settings: &Settings, plan: &Capacity) -> Result<bool> {
         }
         tokio::time::sleep(plan.settle).await;
     };
-    let summary = write_outputs(settings, plan, &steps, &done, mix, goose_users, &ended)?;
+    let summary = write_outputs(settings, plan, &steps, &done, ran, &ended)?;
     print!("{}", summary.to_terminal());
     println!(
         "wrote {} (summary.json, capacity.svg, capacity.html)",
         settings.out_dir.display()
     );
     Ok(summary.sustainable_write_rps.is_some())
+}
+
+/// How the steps ran, for `summary.json`'s conditions.
+#[derive(Debug, Clone, Copy)]
+struct Ran {
+    mix: Mix,
+    /// goose users of the last step.
+    users: usize,
+    /// The checks covered the users above this id.
+    checked_after_id: i64,
 }
 
 /// What one step offers.
@@ -168,6 +188,7 @@ async fn run_step(
     plan: &Capacity,
     http: &reqwest::Client,
     users_host: &str,
+    checked_after_id: i64,
     step: StepPlan,
 ) -> Result<Option<(Step, usize)>> {
     let tracker: Arc<Tracker> = crate::tracker(settings);
@@ -206,6 +227,7 @@ async fn run_step(
         http,
         users_host,
         &settings.notifications_host,
+        checked_after_id,
         Duration::from_secs_f64(plan.criteria.converge_s),
     )
     .await
@@ -297,10 +319,14 @@ fn write_outputs(
     plan: &Capacity,
     steps: &[Step],
     done: &[Outcome],
-    mix: Mix,
-    users: usize,
+    ran: Ran,
     ended: &str,
 ) -> Result<CapacitySummary> {
+    let Ran {
+        mix,
+        users,
+        checked_after_id,
+    } = ran;
     let best = sustainable(done).and_then(|(i, _)| steps.get(i));
     let summary = CapacitySummary {
         mode: "capacity",
@@ -321,6 +347,7 @@ fn write_outputs(
             create_weight: mix.create,
             update_weight: mix.update,
             read_weight: mix.read,
+            checked_after_id,
         },
         capacity_steps: steps.to_vec(),
         cost: best.map(|s| s.cost.clone()).unwrap_or_default(),

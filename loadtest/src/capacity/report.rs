@@ -62,6 +62,9 @@ pub struct Conditions {
     pub create_weight: usize,
     pub update_weight: usize,
     pub read_weight: usize,
+    /// The consistency checks covered the users above this id: the largest
+    /// before the first step (0: every user), so every user the run wrote.
+    pub checked_after_id: i64,
 }
 
 /// `summary.json` in capacity mode.
@@ -474,6 +477,7 @@ mod tests {
                 create_weight: 1,
                 update_weight: 3,
                 read_weight: 0,
+                checked_after_id: 0,
             },
             capacity_steps: vec![
                 step(1, StepKind::Ramp, 100.0, 20.0, true),

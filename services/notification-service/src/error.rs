@@ -10,6 +10,9 @@ use service_kit::http::api_error_response;
 pub enum ApiError {
     #[error("no notification data for user {0}")]
     NotFound(i64),
+    /// A query string it cannot read (bad `after_id` or `limit`).
+    #[error("{0}")]
+    BadQuery(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] mongodb::error::Error),
 }
@@ -18,6 +21,7 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -1,10 +1,15 @@
 //! `/notifications`: the synchronised copy, read-only.
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::{Query, State, rejection::QueryRejection},
+};
+use serde::Deserialize;
 use service_kit::http::{
     PathParam,
     documented::{BadRequest, NotFound, Unavailable},
 };
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
@@ -26,14 +31,47 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show))
 }
 
-/// Every user's copy, by user id.
+/// `GET /notifications`'s query. `after_id` and `limit` ask for one page: at
+/// most `limit` copies (1 to [`MAX_PAGE`]) whose user id is above `after_id`
+/// (default 0), by user id, as `GET /users` pages the source. Without them
+/// the body is the original demo's: every copy. Other parameters are ignored.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// with `limit`, one page: copies whose user id is above this (default 0)
+    after_id: Option<i32>,
+    /// one page of at most this many copies, by user id (with `after_id`; default 10000)
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<i64>,
+}
+
+/// The largest page `GET /notifications?limit=` gives (as `GET /users`).
+pub const MAX_PAGE: i64 = 10_000;
+
+/// Every user's copy, by user id (or one page of them).
 #[utoipa::path(
-    get, path = "/notifications", operation_id = "listNotifications",
-    responses((status = 200, description = "the copies", body = [Notification]), Unavailable)
+    get, path = "/notifications", operation_id = "listNotifications", params(ListQuery),
+    responses((status = 200, description = "the copies", body = [Notification]), BadRequest, Unavailable)
 )]
 #[tracing::instrument(skip_all)]
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<Notification>>, ApiError> {
-    Ok(Json(state.store.list().await?))
+async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Notification>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let copies = match (query.after_id, query.limit) {
+        (None, None) => state.store.list().await?,
+        (after_id, limit) => {
+            let limit = limit.unwrap_or(MAX_PAGE);
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(ApiError::BadQuery(format!(
+                    "limit must be between 1 and {MAX_PAGE}, not {limit}"
+                )));
+            }
+            state.store.page(after_id.unwrap_or(0), limit).await?
+        }
+    };
+    Ok(Json(copies))
 }
 
 /// One user's copy.

@@ -363,6 +363,30 @@ impl NotificationStore {
         Ok(documents.into_iter().filter_map(from_document).collect())
     }
 
+    /// One page of live copies: at most `limit` whose user id is above
+    /// `after_id`, by user id. A range on `user_id`: MongoDB serves it from
+    /// the collection's `user_id` index; FerretDB's SQLite backend selects
+    /// it in SQL (tools/ferretdb/range-pushdown.patch), so that only the
+    /// page's range is decoded, not the whole collection.
+    ///
+    /// # Errors
+    /// When MongoDB fails.
+    pub async fn page(
+        &self,
+        after_id: i32,
+        limit: i64,
+    ) -> mongodb::error::Result<Vec<Notification>> {
+        let documents: Vec<Document> = self
+            .copies
+            .find(doc! {"user_id": {"$gt": after_id}, "deleted": {"$ne": true}})
+            .sort(doc! {"user_id": 1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(documents.into_iter().filter_map(from_document).collect())
+    }
+
     /// How many live copies there are (one pass over the collection).
     ///
     /// # Errors

@@ -26,6 +26,75 @@ async fn an_empty_copy_lists_as_an_empty_array() {
 }
 
 #[tokio::test]
+async fn after_id_and_limit_give_one_page_of_live_copies_by_user_id() {
+    use events::EventType::{UserCreated, UserDeleted};
+
+    let app = TestApp::spawn().await;
+    let store = app.store().await;
+    store.prepare().await.expect("prepare");
+    // Applied out of order; user 3 deleted (a tombstone, not listed).
+    for id in [5, 1, 4, 3, 2] {
+        let name = format!("user {id}");
+        store
+            .apply(&crate::helpers::event(UserCreated, id, 1, &name))
+            .await
+            .expect("apply");
+    }
+    store
+        .apply(&crate::helpers::event(UserDeleted, 3, 2, "user 3"))
+        .await
+        .expect("apply");
+    let ids = |query: &'static str| {
+        let app = &app;
+        async move {
+            let response = app.get(&format!("/notifications?{query}")).await;
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            let body: Vec<Value> = response.json().await.expect("json");
+            body.iter()
+                .map(|copy| copy["user_id"].as_i64().expect("user_id"))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        ids("").await,
+        [1, 2, 4, 5],
+        "no parameters: every live copy"
+    );
+    assert_eq!(ids("limit=2").await, [1, 2]);
+    assert_eq!(ids("after_id=2&limit=2").await, [4, 5]);
+    assert_eq!(
+        ids("after_id=1").await,
+        [2, 4, 5],
+        "limit defaults to 10000"
+    );
+    assert_eq!(ids("after_id=5").await, Vec::<i64>::new());
+    assert_eq!(ids("after_id=-7&limit=1").await, [1]);
+    let page: Vec<Value> = app
+        .get("/notifications?after_id=1&limit=1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let whole: Vec<Value> = app.get("/notifications").await.json().await.expect("json");
+    assert_eq!(
+        page[0], whole[1],
+        "a page lists copies as the whole list does"
+    );
+
+    for query in [
+        "limit=0",
+        "limit=10001",
+        "limit=-1",
+        "limit=two",
+        "after_id=x",
+        "after_id=99999999999",
+    ] {
+        let path = format!("/notifications?{query}");
+        assert_json_error(app.get(&path).await, StatusCode::BAD_REQUEST, &path).await;
+    }
+}
+
+#[tokio::test]
 async fn health_and_readiness_answer_with_json() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);

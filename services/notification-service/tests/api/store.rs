@@ -448,6 +448,112 @@ async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
     );
 }
 
+/// A page of copies (`GET /notifications?after_id=`) is a `$gt` range on
+/// `user_id`. FerretDB's SQLite backend (tools/ferretdb/range-pushdown.patch)
+/// selects such a range in SQL, a superset that FerretDB's own filter then
+/// narrows: this pins that the range gives what MongoDB's `$gt`/`$gte` give
+/// for values of every kind (numbers of each type, arrays with an element in
+/// range, and strings, nulls, documents, booleans, dates and missing fields,
+/// which a numeric bound never matches), and, on FerretDB, that it is pushed
+/// down (which fails on an unpatched one).
+#[tokio::test]
+async fn a_numeric_range_selects_what_mongodb_does_and_ferretdb_pushes_it_down() {
+    use futures::TryStreamExt;
+    use mongodb::bson::{Bson, DateTime};
+
+    let (db, _) = fresh_database().await;
+    let probe = db.collection::<Document>("range_probe");
+    let values: [(&str, Option<Bson>); 13] = [
+        ("int32 1", Some(Bson::Int32(1))),
+        ("int32 3", Some(Bson::Int32(3))),
+        ("double 3.5", Some(Bson::Double(3.5))),
+        ("int64 5", Some(Bson::Int64(5))),
+        ("double 2.0", Some(Bson::Double(2.0))),
+        (
+            "array [1, 7]",
+            Some(Bson::Array(vec![Bson::Int32(1), Bson::Int32(7)])),
+        ),
+        (
+            "array [1, 2]",
+            Some(Bson::Array(vec![Bson::Int32(1), Bson::Int32(2)])),
+        ),
+        ("string 9", Some(Bson::String("9".into()))),
+        ("null", Some(Bson::Null)),
+        ("document", Some(Bson::Document(doc! {"x": 9}))),
+        ("true", Some(Bson::Boolean(true))),
+        ("date", Some(Bson::DateTime(DateTime::from_millis(9_000)))),
+        ("missing", None),
+    ];
+    for (name, value) in &values {
+        let mut document = doc! {"_id": *name};
+        if let Some(value) = value {
+            document.insert("n", value.clone());
+        }
+        probe.insert_one(document).await.expect("insert");
+    }
+    let selected = |filter: Document| {
+        let probe = probe.clone();
+        async move {
+            let mut names: Vec<String> = probe
+                .find(filter)
+                .await
+                .expect("find")
+                .try_collect::<Vec<Document>>()
+                .await
+                .expect("documents")
+                .into_iter()
+                .map(|d| d.get_str("_id").expect("_id").to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let above_2 = ["array [1, 7]", "double 3.5", "int32 3", "int64 5"];
+    assert_eq!(selected(doc! {"n": {"$gt": 2}}).await, above_2);
+    assert_eq!(selected(doc! {"n": {"$gt": 2_i64}}).await, above_2);
+    assert_eq!(selected(doc! {"n": {"$gt": 2.5}}).await, above_2);
+    assert_eq!(
+        selected(doc! {"n": {"$gte": 2}}).await,
+        [
+            "array [1, 2]",
+            "array [1, 7]",
+            "double 2.0",
+            "double 3.5",
+            "int32 3",
+            "int64 5"
+        ]
+    );
+    assert_eq!(
+        selected(doc! {"n": {"$gt": 2}, "_id": "int32 3"}).await,
+        ["int32 3"],
+        "with the _id condition beside it"
+    );
+
+    if Server::detect(&db).await.expect("buildInfo") != Server::FerretDb {
+        testkit::skip::skipped(
+            "store::a_numeric_range_selects_what_mongodb_does_and_ferretdb_pushes_it_down (pushdown part)",
+            "not FerretDB",
+        );
+        return;
+    }
+    let pushed_down = |filter: Document| {
+        let db = db.clone();
+        async move {
+            db.run_command(doc! {"explain": {"find": "range_probe", "filter": filter}})
+                .await
+                .expect("explain")
+                .get_bool("filterPushdown")
+                .expect("FerretDB's filterPushdown")
+        }
+    };
+    assert!(pushed_down(doc! {"n": {"$gt": 2}}).await);
+    assert!(pushed_down(doc! {"user_id": {"$gt": 2}, "deleted": {"$ne": true}}).await);
+    assert!(
+        !pushed_down(doc! {"n": {"$lt": 2}}).await,
+        "$lt is not pushed down (so this check can fail)"
+    );
+}
+
 /// Pushed down is not enough: stock FerretDB 1.24.2 spells the SQLite filter
 /// differently from its `_id` index (so it scans the whole table) and pushes
 /// nothing down for `{_id, version}`. The FerretDB that scripts/lib/tools.sh
