@@ -6,7 +6,9 @@ Needs pymongo (pip install pymongo). Starts the binary with the SQLite handler o
 free port in a temporary directory, inserts DOCUMENTS copies (default 108000) shaped
 as notification-service stores them, with its unique user_id index, and prints the
 times of notification-service's queries: the whole list (once), and (best of three) pages
-(`user_id > N`, sorted, limit 10000) of the last 10 000 and the last 1 000 copies.
+(`user_id > N`, sorted, limit 10000) of the last 10 000 and the last 1 000 copies, and
+windows of 10 000 user ids read as the list of their keys (`_id: {$in: [...]}`, as
+`GET /notifications?after_id=&before_id=` does) at the start and at the end.
 Compare two builds (e.g. the cached ones in ~/.cache/user-sync/tools) in one session.
 """
 
@@ -22,7 +24,7 @@ binary = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 108000
 d = tempfile.mkdtemp()
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-p = subprocess.Popen([binary, "--handler=sqlite", f"--sqlite-url=file:{d}/", f"--listen-addr=127.0.0.1:{port}", "--telemetry=disable", "--log-level=error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+p = subprocess.Popen([binary, "--handler=sqlite", f"--sqlite-url=file:{d}/", f"--listen-addr=127.0.0.1:{port}", f"--state-dir={d}", "--telemetry=disable", "--log-level=error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
     c = MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=20000)
     coll = c.db.user_notifications
@@ -41,6 +43,11 @@ try:
     timed("whole list", lambda: len(list(coll.find({"deleted": {"$ne": True}}).sort("user_id", 1))), 1)
     timed("page of last 10000", lambda: len(list(coll.find({"user_id": {"$gt": n - 10000}, "deleted": {"$ne": True}}).sort("user_id", 1).limit(10000))))
     timed("page of last 1000", lambda: len(list(coll.find({"user_id": {"$gt": n - 1000}, "deleted": {"$ne": True}}).sort("user_id", 1).limit(10000))))
+    def window(after):
+        keys = [str(i) for i in range(after + 1, after + 10001)]
+        return len(list(coll.find({"_id": {"$in": keys}, "deleted": {"$ne": True}}).sort("user_id", 1).limit(10000)))
+    timed("window of the first 10000 ids by key", lambda: window(0))
+    timed("window of the last 10000 ids by key", lambda: window(n - 10000))
 finally:
     p.terminate()
     p.wait()

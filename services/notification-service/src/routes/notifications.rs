@@ -31,16 +31,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show))
 }
 
-/// `GET /notifications`'s query. `after_id` and `limit` ask for one page: at
-/// most `limit` copies (1 to [`MAX_PAGE`]) whose user id is above `after_id`
-/// (default 0), by user id, as `GET /users` pages the source. Without them
-/// the body is the original demo's: every copy. Other parameters are ignored.
+/// `GET /notifications`'s query. `after_id`, `before_id` and `limit` ask for
+/// one page: at most `limit` copies (1 to [`MAX_PAGE`]) whose user id is
+/// above `after_id` (default 0) and below `before_id` (if given), by user id,
+/// as `GET /users` pages the source. A window of at most 10,000 ids
+/// (`before_id - after_id - 1`) costs the same whatever the size of the
+/// copy. Without them the body is the original demo's: every copy. Other
+/// parameters are ignored.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// with `limit`, one page: copies whose user id is above this (default 0)
+    /// one page: copies whose user id is above this (default 0)
     after_id: Option<i32>,
-    /// one page of at most this many copies, by user id (with `after_id`; default 10000)
+    /// one page: copies whose user id is below this (default: no bound)
+    before_id: Option<i32>,
+    /// one page of at most this many copies, by user id (default 10000)
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
@@ -59,16 +64,30 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Notification>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let copies = match (query.after_id, query.limit) {
-        (None, None) => state.store.list().await?,
-        (after_id, limit) => {
+    let copies = match query {
+        ListQuery {
+            after_id: None,
+            before_id: None,
+            limit: None,
+        } => state.store.list().await?,
+        ListQuery {
+            after_id,
+            before_id,
+            limit,
+        } => {
             let limit = limit.unwrap_or(MAX_PAGE);
             if !(1..=MAX_PAGE).contains(&limit) {
                 return Err(ApiError::BadQuery(format!(
                     "limit must be between 1 and {MAX_PAGE}, not {limit}"
                 )));
             }
-            state.store.page(after_id.unwrap_or(0), limit).await?
+            let after_id = after_id.unwrap_or(0);
+            if let Some(before_id) = before_id.filter(|&before_id| before_id <= after_id) {
+                return Err(ApiError::BadQuery(format!(
+                    "before_id must be above after_id ({after_id}), not {before_id}"
+                )));
+            }
+            state.store.page(after_id, before_id, limit).await?
         }
     };
     Ok(Json(copies))

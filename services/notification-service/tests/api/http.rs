@@ -69,6 +69,22 @@ async fn after_id_and_limit_give_one_page_of_live_copies_by_user_id() {
     );
     assert_eq!(ids("after_id=5").await, Vec::<i64>::new());
     assert_eq!(ids("after_id=-7&limit=1").await, [1]);
+    assert_eq!(
+        ids("after_id=1&before_id=5").await,
+        [2, 4],
+        "a window of ids, both bounds excluded (read by key)"
+    );
+    assert_eq!(ids("before_id=3&limit=1").await, [1]);
+    assert_eq!(ids("after_id=3&before_id=4").await, Vec::<i64>::new());
+    assert_eq!(
+        ids("after_id=1&before_id=20000").await,
+        [2, 4, 5],
+        "a window wider than 10,000 ids (read as a range)"
+    );
+    assert_eq!(
+        ids("after_id=-2147483648&before_id=2147483647&limit=3").await,
+        [1, 2, 4]
+    );
     let page: Vec<Value> = app
         .get("/notifications?after_id=1&limit=1")
         .await
@@ -88,6 +104,10 @@ async fn after_id_and_limit_give_one_page_of_live_copies_by_user_id() {
         "limit=two",
         "after_id=x",
         "after_id=99999999999",
+        "after_id=4&before_id=4",
+        "after_id=4&before_id=2",
+        "before_id=0",
+        "before_id=x",
     ] {
         let path = format!("/notifications?{query}");
         assert_json_error(app.get(&path).await, StatusCode::BAD_REQUEST, &path).await;

@@ -446,6 +446,17 @@ async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
         !pushed_down(doc! {"_id": 1}).await,
         "a numeric _id is not pushed down (so this check can fail)"
     );
+    assert!(
+        pushed_down(
+            doc! {"_id": {"$in": [store::key(1), store::key(2)]}, "deleted": {"$ne": true}}
+        )
+        .await,
+        "a window of user ids read as their keys (GET /notifications?before_id=)"
+    );
+    assert!(
+        !pushed_down(doc! {"_id": {"$in": [1, 2]}}).await,
+        "numeric _ids in $in are not pushed down (so this check can fail)"
+    );
 }
 
 /// A page of copies (`GET /notifications?after_id=`) is a `$gt` range on
