@@ -479,9 +479,9 @@ mod tests {
         let behind = crate::test_server::serve(move |line| {
             if line.starts_with("GET /users?") {
                 ("200 OK", format!("[{user},\"id\":1}}]"))
-            } else if !line.contains("before_id") {
-                ("200 OK", "[]".to_owned())
-            } else if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            } else if !line.contains("before_id") || counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Nothing above the source's last user; the first window
+                // empty.
                 ("200 OK", "[]".to_owned())
             } else {
                 ("503 Service Unavailable", String::new())
