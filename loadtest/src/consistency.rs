@@ -169,12 +169,7 @@ pub async fn high_water(http: &reqwest::Client, users_host: &str) -> Result<i64>
     let (mut lo, mut hi) = (0_i64, i64::from(i32::MAX));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let above: Vec<Id> = http
-            .get(format!("{users_host}/users?after_id={mid}&limit=1"))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
+        let above: Vec<Id> = read(http, &format!("{users_host}/users?after_id={mid}&limit=1"))
             .await
             .context("reading GET /users?after_id=&limit=1")?;
         match above.first() {
