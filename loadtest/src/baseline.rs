@@ -27,7 +27,6 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use rand::{Rng, seq::SliceRandom};
 use serde::Serialize;
-use sqlx::postgres::PgPoolOptions;
 use user_service::{domain::UserDraft, store::UserStore};
 
 use crate::propagation::{histogram, lock, percentile_ms};
@@ -67,7 +66,8 @@ pub async fn run(
     update_weight: usize,
     length: Duration,
 ) -> Result<Baseline> {
-    let pool = PgPoolOptions::new()
+    // The service's pool options: its pings are part of its SQL's cost.
+    let pool = user_service::startup::pool_options()
         .max_connections(u32::try_from(concurrency).unwrap_or(u32::MAX))
         .connect(database_url)
         .await

@@ -45,9 +45,20 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 StoreError::Unavailable(err)
             }
+            sqlx::Error::Database(ref db) if is_shutting_down(db.code().as_deref()) => {
+                StoreError::Unavailable(err)
+            }
             other => StoreError::Database(other),
         }
     }
+}
+
+/// PostgreSQL's class 57P, "operator intervention": the server is shutting
+/// down or starting up (`admin_shutdown`, `crash_shutdown`,
+/// `cannot_connect_now`, `database_dropped`). A pooled connection meets
+/// these when PostgreSQL restarted while it idled: worth retrying later.
+fn is_shutting_down(code: Option<&str>) -> bool {
+    code.is_some_and(|code| code.starts_with("57P"))
 }
 
 /// Reads and writes users. Every write also records its event in the outbox.
@@ -239,5 +250,16 @@ mod tests {
             StoreError::from_write(sqlx::Error::PoolTimedOut, "a@b.co"),
             StoreError::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn a_server_shutting_down_or_starting_is_told_apart_from_other_sqlstates() {
+        for code in ["57P01", "57P02", "57P03"] {
+            assert!(is_shutting_down(Some(code)), "{code}");
+        }
+        // unique_violation, query_canceled (57014: class 57, not 57P), none
+        for code in [Some("23505"), Some("57014"), None] {
+            assert!(!is_shutting_down(code), "{code:?}");
+        }
     }
 }
