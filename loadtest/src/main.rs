@@ -44,7 +44,7 @@ use anyhow::{Context, Result};
 use goose::prelude::*;
 use propagation::{Tracker, lock, percentile_ms};
 use report::{HttpMs, PropagationMs, ServiceSync, Summary};
-use service_metrics::{Buckets, SyncLatencyMs};
+use service_metrics::{Histogram, SyncLatencyMs};
 use settings::Settings;
 use workload::Mix;
 
@@ -98,7 +98,10 @@ fn attack(settings: &Settings) -> Result<GooseAttack> {
 
 /// Reads notification-service's `sync_latency_seconds` from every instance;
 /// None (with a warning) when one cannot be read.
-async fn read_service_metrics(http: &reqwest::Client, settings: &Settings) -> Option<Vec<Buckets>> {
+async fn read_service_metrics(
+    http: &reqwest::Client,
+    settings: &Settings,
+) -> Option<Vec<Histogram>> {
     match service_metrics::read(http, &settings.notifications_metrics).await {
         Ok(buckets) => Some(buckets),
         Err(e) => {
@@ -109,7 +112,10 @@ async fn read_service_metrics(http: &reqwest::Client, settings: &Settings) -> Op
 }
 
 /// The service's sync percentiles between two reads, if both succeeded.
-fn service_sync(before: Option<&[Buckets]>, after: Option<&[Buckets]>) -> Option<SyncLatencyMs> {
+fn service_sync(
+    before: Option<&[Histogram]>,
+    after: Option<&[Histogram]>,
+) -> Option<SyncLatencyMs> {
     SyncLatencyMs::over(before?, after?)
 }
 

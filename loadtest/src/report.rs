@@ -125,7 +125,8 @@ impl Summary {
             let m = &sync.ms;
             let _ = writeln!(
                 out,
-                "service sync      p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  over {} events ({} instance(s); notification-service's sync_latency_seconds, commit to copy{})",
+                "service sync      mean {:.2} ms  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  over {} events ({} instance(s); notification-service's sync_latency_seconds, commit to copy{})",
+                m.mean,
                 m.p50,
                 m.p90,
                 m.p99,
@@ -360,6 +361,7 @@ mod tests {
             },
             service_sync_latency_ms: Some(ServiceSync {
                 ms: SyncLatencyMs {
+                    mean: 4.5,
                     p50: 4.0,
                     p90: 6.0,
                     p99: 9.0,
@@ -408,7 +410,10 @@ mod tests {
         );
         assert_eq!(json["cost_per_write_ms"]["postgres"], 0.5);
         let text = summary().to_terminal();
-        assert!(text.contains("service sync      p50 4.00 ms"), "{text}");
+        assert!(
+            text.contains("service sync      mean 4.50 ms  p50 4.00 ms"),
+            "{text}"
+        );
         assert!(text.contains("write p50 2.00 ms"), "{text}");
         assert!(text.contains("CPU per write     postgres 0.500"), "{text}");
     }

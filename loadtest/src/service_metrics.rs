@@ -89,6 +89,73 @@ impl Buckets {
     }
 }
 
+/// A histogram as one instance exported it: its buckets and the sum of its
+/// observations (`<metric>_sum`), which gives the exact mean where the
+/// buckets (each 1.5x the one below) only bound the quantiles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    pub buckets: Buckets,
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// What was observed since `before`, as [`Buckets::since`] (a restarted
+    /// instance counts from zero).
+    pub fn since(&self, before: &Histogram) -> Histogram {
+        let restarted = self.buckets.count() < before.buckets.count();
+        Histogram {
+            buckets: self.buckets.since(&before.buckets),
+            sum: if restarted {
+                self.sum
+            } else {
+                (self.sum - before.sum).max(0.0)
+            },
+        }
+    }
+
+    /// `self` + `other`.
+    pub fn plus(&self, other: &Histogram) -> Histogram {
+        Histogram {
+            buckets: self.buckets.plus(&other.buckets),
+            sum: self.sum + other.sum,
+        }
+    }
+}
+
+/// Reads histogram `metric` from Prometheus's text format: its buckets (see
+/// [`parse`]) and its `<metric>_sum` lines, added up.
+///
+/// # Errors
+/// When a bucket or sum line does not parse.
+pub fn parse_histogram(text: &str, metric: &str) -> Result<Histogram> {
+    let name = format!("{metric}_sum");
+    let mut sum = 0.0;
+    for line in text.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix(&name) else {
+            continue;
+        };
+        let rest = if rest.starts_with('{') {
+            split_labels(rest)
+                .with_context(|| format!("in {line:?}"))?
+                .1
+        } else if rest.starts_with(char::is_whitespace) {
+            rest
+        } else {
+            continue; // another metric whose name starts the same
+        };
+        sum += rest
+            .split_whitespace()
+            .next()
+            .ok_or_else(|| anyhow!("no value in {line:?}"))
+            .and_then(parse_number)
+            .with_context(|| format!("the value of {line:?}"))?;
+    }
+    Ok(Histogram {
+        buckets: parse(text, metric)?,
+        sum,
+    })
+}
+
 /// Reads histogram `metric`'s buckets from Prometheus's text format, adding
 /// up the series that differ in other labels.
 ///
@@ -179,6 +246,9 @@ fn split_labels(text: &str) -> Result<(Vec<(String, String)>, &str)> {
 /// The run's percentiles by the service's own histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SyncLatencyMs {
+    /// Exact, from the histogram's sum: compare runs by it, since a
+    /// percentile falls somewhere within a bucket 1.5x wide.
+    pub mean: f64,
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
@@ -192,17 +262,19 @@ impl SyncLatencyMs {
     /// The percentiles of the events observed between `before` and `after`
     /// (one read per instance, in the same order); None when there were none.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    pub fn over(before: &[Buckets], after: &[Buckets]) -> Option<Self> {
+    pub fn over(before: &[Histogram], after: &[Histogram]) -> Option<Self> {
         let run = before
             .iter()
             .zip(after)
-            .fold(Buckets::default(), |sum, (b, a)| sum.plus(&a.since(b)));
-        let ms = |q| run.quantile(q).map(|s| s * 1e3);
+            .fold(Histogram::default(), |sum, (b, a)| sum.plus(&a.since(b)));
+        let ms = |q| run.buckets.quantile(q).map(|s| s * 1e3);
+        let events = run.buckets.count();
         Some(Self {
             p50: ms(0.5)?,
             p90: ms(0.9)?,
             p99: ms(0.99)?,
-            events: run.count().round() as u64,
+            mean: run.sum / events * 1e3,
+            events: events.round() as u64,
             instances: after.len(),
         })
     }
@@ -212,7 +284,7 @@ impl SyncLatencyMs {
 ///
 /// # Errors
 /// When an instance does not answer, or its histogram does not parse.
-pub async fn read(http: &reqwest::Client, base_urls: &[String]) -> Result<Vec<Buckets>> {
+pub async fn read(http: &reqwest::Client, base_urls: &[String]) -> Result<Vec<Histogram>> {
     let mut out = Vec::with_capacity(base_urls.len());
     for base in base_urls {
         let url = format!("{base}/metrics");
@@ -225,7 +297,7 @@ pub async fn read(http: &reqwest::Client, base_urls: &[String]) -> Result<Vec<Bu
             .text()
             .await
             .with_context(|| format!("reading {url}"))?;
-        out.push(parse(&text, SYNC_LATENCY).with_context(|| format!("in {url}"))?);
+        out.push(parse_histogram(&text, SYNC_LATENCY).with_context(|| format!("in {url}"))?);
     }
     Ok(out)
 }
@@ -259,6 +331,14 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
         let buckets = parse(text, SYNC_LATENCY).expect("parses");
         assert_eq!(buckets.0, [(0.01, 11.0), (0.1, 62.0), (INF, 103.0)]);
         assert!(close(buckets.count(), 103.0));
+        let with_sum = format!(
+            "{text}sync_latency_seconds_sum{{type=\"user_updated\"}} 0.5 1700000000000\n\
+             sync_latency_seconds_summary 7\n"
+        );
+        let histogram = parse_histogram(&with_sum, SYNC_LATENCY).expect("parses");
+        assert_eq!(histogram.buckets, buckets);
+        assert!(close(histogram.sum, 13.0), "{histogram:?}");
+        assert!(parse_histogram("sync_latency_seconds_sum lots", SYNC_LATENCY).is_err());
     }
 
     #[test]
@@ -296,20 +376,26 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
 
     #[test]
     fn the_run_is_the_difference_of_two_reads_summed_over_instances() {
+        let histogram = |buckets: Vec<(f64, f64)>, sum: f64| Histogram {
+            buckets: Buckets(buckets),
+            sum,
+        };
         let before = [
-            Buckets(vec![(0.01, 5.0), (0.1, 5.0), (INF, 5.0)]),
-            Buckets(vec![(0.01, 100.0), (0.1, 200.0), (INF, 300.0)]),
+            histogram(vec![(0.01, 5.0), (0.1, 5.0), (INF, 5.0)], 0.02),
+            histogram(vec![(0.01, 100.0), (0.1, 200.0), (INF, 300.0)], 90.0),
         ];
         let after = [
-            // 10 more at most 10 ms, 40 more up to 100 ms.
-            Buckets(vec![(0.01, 15.0), (0.1, 55.0), (INF, 55.0)]),
-            // Restarted: 10 observations since, all at most 10 ms.
-            Buckets(vec![(0.01, 10.0), (0.1, 10.0), (INF, 10.0)]),
+            // 10 more at most 10 ms, 40 more up to 100 ms: 1.5 s more in all.
+            histogram(vec![(0.01, 15.0), (0.1, 55.0), (INF, 55.0)], 1.52),
+            // Restarted: 10 observations since, all at most 10 ms, 0.06 s.
+            histogram(vec![(0.01, 10.0), (0.1, 10.0), (INF, 10.0)], 0.06),
         ];
         let run = after[0].since(&before[0]).plus(&after[1].since(&before[1]));
-        assert_eq!(run.0, [(0.01, 20.0), (0.1, 60.0), (INF, 60.0)]);
+        assert_eq!(run.buckets.0, [(0.01, 20.0), (0.1, 60.0), (INF, 60.0)]);
         let ms = SyncLatencyMs::over(&before, &after).expect("events");
         assert_eq!((ms.events, ms.instances), (60, 2));
+        // (1.5 + 0.06) s over 60 events.
+        assert!(close(ms.mean, 26.0), "{ms:?}");
         // rank 30 of 60: (0.01, 0.1], 10 of its 40: 10 + 90 * 0.25 = 32.5 ms.
         assert!(close(ms.p50, 32.5), "{ms:?}");
         // rank 59.4: 10 + 90 * 39.4 / 40 = 98.65 ms.
@@ -332,7 +418,8 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
     #[tokio::test]
     async fn every_instance_is_read_and_one_that_does_not_answer_is_named() {
         let base = metrics_server(
-            "sync_latency_seconds_bucket{le=\"0.01\"} 3\nsync_latency_seconds_bucket{le=\"+Inf\"} 4\n",
+            "sync_latency_seconds_bucket{le=\"0.01\"} 3\nsync_latency_seconds_bucket{le=\"+Inf\"} 4\n\
+             sync_latency_seconds_sum 0.02\nsync_latency_seconds_count 4\n",
         )
         .await;
         let http = reqwest::Client::new();
@@ -340,7 +427,8 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
             .await
             .expect("read");
         assert_eq!(buckets.len(), 2);
-        assert_eq!(buckets[1].0, [(0.01, 3.0), (INF, 4.0)]);
+        assert_eq!(buckets[1].buckets.0, [(0.01, 3.0), (INF, 4.0)]);
+        assert!(close(buckets[1].sum, 0.02), "{:?}", buckets[1]);
         let error = read(&http, &[base, "http://127.0.0.1:9".into()])
             .await
             .expect_err("nothing listens on port 9");
@@ -351,6 +439,6 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
         // Nothing applied yet: the exporter writes no histogram at all.
         let fresh = metrics_server("sync_events_total{outcome=\"applied\"} 0\n").await;
         let buckets = read(&http, &[fresh]).await.expect("read");
-        assert_eq!(buckets[0].count(), 0.0);
+        assert_eq!(buckets[0], Histogram::default());
     }
 }
