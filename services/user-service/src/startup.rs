@@ -99,7 +99,8 @@ pub fn pool_options() -> PgPoolOptions {
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The relay's own connections ([`RELAY_CONNECTIONS`]), named
-/// [`RELAY_APPLICATION_NAME`] in `pg_stat_activity`, which commit without
+/// [`RELAY_APPLICATION_NAME`] in `pg_stat_activity`, whose transactions may
+/// not idle longer than [`relay_idle_in_transaction`], and which commit without
 /// waiting for the disk (`synchronous_commit = off`, a startup option of
 /// each connection): a stamp that a crash of PostgreSQL loses only makes its
 /// rows go out again, and JetStream's duplicate window or the consumer's
@@ -116,13 +117,26 @@ pub async fn relay_pool(config: &Config) -> Result<PgPool> {
     pool_options()
         .max_connections(RELAY_CONNECTIONS)
         .acquire_timeout(config.acquire_timeout)
-        .connect_with(
-            options
-                .application_name(RELAY_APPLICATION_NAME)
-                .options([("synchronous_commit", "off")]),
-        )
+        .connect_with(options.application_name(RELAY_APPLICATION_NAME).options([
+            ("synchronous_commit", "off".to_owned()),
+            (
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", relay_idle_in_transaction(config).as_millis()),
+            ),
+        ]))
         .await
         .context("connecting the outbox relay to PostgreSQL (DATABASE_URL)")
+}
+
+/// How long PostgreSQL lets a relay's transaction sit idle before it ends
+/// the session (`idle_in_transaction_session_timeout`): three publish
+/// timeouts (the stream's lookup, the sends, the acks) and a second. A drain
+/// holds its rows locked while it waits for JetStream, and every other relay
+/// skips locked rows: a relay stuck there would hold its rows back from all
+/// of them. Ended, its claim rolls back and its rows go out with the next
+/// drain (those JetStream had acknowledged are dropped as duplicates).
+pub fn relay_idle_in_transaction(config: &Config) -> Duration {
+    config.relay.publish_timeout * 3 + Duration::from_secs(1)
 }
 
 /// The relay's connections: it drains, reports the backlog and prunes one

@@ -305,3 +305,42 @@ async fn only_the_relays_connections_commit_asynchronously() {
         "the relay's connections ran none of its statements: {relay_queries:?}"
     );
 }
+
+/// A relay stuck while it holds a claim (its transaction idle, its rows
+/// locked, every other relay skipping them) is ended by PostgreSQL after
+/// `relay_idle_in_transaction`: its claim rolls back and the rows are free
+/// for the next drain.
+#[tokio::test]
+async fn a_relay_stuck_holding_its_claim_is_ended_and_its_rows_released() {
+    let config = test_config(None).await;
+    let store = migrated_store(&config).await;
+    let draft = UserDraft::parse("Stuck", "stuck@example.com").expect("valid");
+    store.create(&draft).await.expect("committed");
+    let pool = user_service::startup::relay_pool(&config)
+        .await
+        .expect("relay pool");
+    let mut stuck = pool.begin().await.expect("begin");
+    let claimed = user_service::outbox::claim(&mut stuck, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let mut other = pool.begin().await.expect("begin");
+    let skipped = user_service::outbox::claim(&mut other, 10)
+        .await
+        .expect("claim");
+    assert!(skipped.is_empty(), "another relay took a locked row");
+    other.rollback().await.expect("rollback");
+
+    let limit = user_service::startup::relay_idle_in_transaction(&config);
+    tokio::time::sleep(limit + std::time::Duration::from_millis(500)).await;
+    assert!(
+        stuck.commit().await.is_err(),
+        "the idle transaction outlived {limit:?}"
+    );
+    let mut next = pool.begin().await.expect("begin");
+    let released = user_service::outbox::claim(&mut next, 10)
+        .await
+        .expect("claim");
+    assert_eq!(released.len(), 1, "the stuck claim's row is free again");
+    assert!(released[0].event.0.payload.email == "stuck@example.com");
+}
