@@ -38,11 +38,17 @@ impl Buckets {
         sum
     }
 
+    /// Whether the instance restarted after `before` was read: it has
+    /// counted fewer observations since.
+    fn restarted_since(&self, before: &Buckets) -> bool {
+        self.count() < before.count()
+    }
+
     /// What was observed since `before` (an earlier read of the same
     /// instance). An instance that restarted in between counts from zero,
     /// as Prometheus's `increase` does with a counter reset.
     pub fn since(&self, before: &Buckets) -> Buckets {
-        if self.count() < before.count() {
+        if self.restarted_since(before) {
             return self.clone();
         }
         let earlier = |le: f64| {
@@ -102,10 +108,9 @@ impl Histogram {
     /// What was observed since `before`, as [`Buckets::since`] (a restarted
     /// instance counts from zero).
     pub fn since(&self, before: &Histogram) -> Histogram {
-        let restarted = self.buckets.count() < before.buckets.count();
         Histogram {
             buckets: self.buckets.since(&before.buckets),
-            sum: if restarted {
+            sum: if self.buckets.restarted_since(&before.buckets) {
                 self.sum
             } else {
                 (self.sum - before.sum).max(0.0)
@@ -143,12 +148,7 @@ pub fn parse_histogram(text: &str, metric: &str) -> Result<Histogram> {
         } else {
             continue; // another metric whose name starts the same
         };
-        sum += rest
-            .split_whitespace()
-            .next()
-            .ok_or_else(|| anyhow!("no value in {line:?}"))
-            .and_then(parse_number)
-            .with_context(|| format!("the value of {line:?}"))?;
+        sum += sample_value(rest, line)?;
     }
     Ok(Histogram {
         buckets: parse(text, metric)?,
@@ -182,15 +182,19 @@ pub fn parse(text: &str, metric: &str) -> Result<Buckets> {
             .map(|(_, v)| parse_number(v))
             .ok_or_else(|| anyhow!("no le label in {line:?}"))?
             .with_context(|| format!("the le of {line:?}"))?;
-        let count = value
-            .split_whitespace()
-            .next()
-            .ok_or_else(|| anyhow!("no value in {line:?}"))
-            .and_then(parse_number)
-            .with_context(|| format!("the value of {line:?}"))?;
-        buckets.add(le, count);
+        buckets.add(le, sample_value(value, line)?);
     }
     Ok(buckets)
+}
+
+/// The value of a sample: the first word of what follows its name and
+/// labels (a timestamp may follow it). `line` names the sample in errors.
+fn sample_value(rest: &str, line: &str) -> Result<f64> {
+    rest.split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("no value in {line:?}"))
+        .and_then(parse_number)
+        .with_context(|| format!("the value of {line:?}"))
 }
 
 /// A number as Prometheus writes it (`+Inf`, `-Inf` and `NaN` included).

@@ -342,5 +342,5 @@ async fn a_relay_stuck_holding_its_claim_is_ended_and_its_rows_released() {
         .await
         .expect("claim");
     assert_eq!(released.len(), 1, "the stuck claim's row is free again");
-    assert!(released[0].event.0.payload.email == "stuck@example.com");
+    assert_eq!(released[0].event.0.payload.email, "stuck@example.com");
 }
