@@ -1,19 +1,22 @@
 //! Reading the outbox: the relay's side of the table.
 //!
-//! Several user-service instances may relay at once. Each claims a batch of
-//! unpublished rows inside a transaction (`FOR UPDATE SKIP LOCKED`), stamping
-//! them published in the same statement, publishes them, and commits only
-//! once JetStream acknowledged them (rows it did not acknowledge are
-//! unstamped first): rows another relay holds are skipped, so each row is
-//! published by one relay, and a relay that dies releases its rows, stamps
-//! undone, with its connection. Other transactions never see a row stamped
-//! before its ack.
+//! Several user-service instances may relay at once. An event handed to the
+//! relay by the request that committed it is published first and its row
+//! stamped afterwards ([`stamp`], skipping rows another relay holds). Rows
+//! no hand-off stamped are claimed: a batch of unpublished rows inside a
+//! transaction (`FOR UPDATE SKIP LOCKED`), stamped published in the same
+//! statement, published, and committed only once JetStream acknowledged them
+//! (rows it did not acknowledge are unstamped first): rows another relay
+//! holds are skipped, so each claimed row is published by one relay, and a
+//! relay that dies releases its rows, stamps undone, with its connection.
+//! Other transactions never see a row stamped before its ack.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use events::UserEvent;
 use sqlx::{PgConnection, PgPool, types::Json};
+use uuid::Uuid;
 
 /// An event waiting to be published.
 #[derive(Debug, sqlx::FromRow)]
@@ -30,22 +33,28 @@ pub struct Backlog {
     pub oldest_age: Duration,
 }
 
-/// Claims the oldest unpublished events no other relay holds, at most
-/// `limit`, and stamps them published, in one statement; returns them in
-/// commit order. They stay locked until the caller's transaction ends, and
-/// the stamps are seen by others only if it commits: call [`unstamp`] first
-/// for the rows that were not published.
+/// Claims the oldest unpublished events no other relay holds, written at
+/// least `min_age` ago, at most `limit`, and stamps them published, in one
+/// statement; returns them in commit order. They stay locked until the
+/// caller's transaction ends, and the stamps are seen by others only if it
+/// commits: call [`unstamp`] first for the rows that were not published.
 ///
 /// # Errors
 /// When the database fails.
-pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Pending>> {
+pub async fn claim(
+    tx: &mut PgConnection,
+    limit: i64,
+    min_age: Duration,
+) -> sqlx::Result<Vec<Pending>> {
     let mut rows: Vec<Pending> = sqlx::query_as(
         "UPDATE outbox SET published_at = clock_timestamp() WHERE id IN ( \
            SELECT id FROM outbox WHERE published_at IS NULL \
+           AND created_at <= clock_timestamp() - make_interval(secs => $2) \
            ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
          RETURNING id, event, created_at",
     )
     .bind(limit)
+    .bind(min_age.as_secs_f64())
     .fetch_all(tx)
     .await?;
     rows.sort_unstable_by_key(|row| row.id);
@@ -68,6 +77,29 @@ pub async fn unstamp(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
         .execute(tx)
         .await?;
     Ok(())
+}
+
+/// Stamps published, in one statement of its own, the rows of the events
+/// `event_ids` (JetStream acknowledged them) that are still unpublished and
+/// that no other relay holds: one another relay claimed meanwhile is left to
+/// it (it publishes the event again, a duplicate JetStream drops, and stamps
+/// the row). Returns how many rows were stamped.
+///
+/// # Errors
+/// When the database fails; the rows stay unpublished and go out again.
+pub async fn stamp(pool: &PgPool, event_ids: &[Uuid]) -> sqlx::Result<u64> {
+    if event_ids.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query(
+        "UPDATE outbox SET published_at = clock_timestamp() WHERE id IN ( \
+           SELECT id FROM outbox WHERE event_id = ANY($1) AND published_at IS NULL \
+           FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(event_ids)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Counts unpublished rows and the age of the oldest.

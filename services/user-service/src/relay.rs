@@ -1,12 +1,20 @@
 //! The outbox relay: publishes committed events to JetStream.
 //!
-//! Handlers wake it right after a commit, so events leave within
-//! milliseconds; a periodic sweep also looks for unpublished rows, so a crash
-//! between commit and publish, or a NATS outage, only delays events. A row's
-//! stamp is committed only after JetStream acknowledged it (a `duplicate` ack
-//! counts: the stream already has it). Rows go out in commit order; if a
-//! partial failure lets a later event of a user overtake an earlier one, the
-//! consumer's version guard still keeps the newest state.
+//! A handler hands the event it committed to the relay ([`Handoff`]), which
+//! publishes it at once and stamps its row once JetStream acknowledged it (a
+//! `duplicate` ack counts: the stream already has it): one statement after
+//! the publish, none before. Every row a hand-off did not stamp still goes
+//! out: at start-up the relay drains the whole outbox, and a periodic sweep
+//! drains rows older than one sweep interval (younger ones may be a hand-off
+//! in flight), so a crash between commit and publish, a request cancelled
+//! between its commit and its hand-off, or another instance's death only
+//! delays events. After a failed publish or stamp, or when the hand-offs
+//! outrun the relay, it drains the whole outbox in commit order instead of
+//! publishing hand-offs, until a drain succeeds. Events go out in the order
+//! they were handed over, and a backlog in commit order; if a later event of
+//! a user overtakes an earlier one (two requests hand over in the other
+//! order, a partial failure, two instances), the consumer's version guard
+//! still keeps the newest state.
 
 use std::{
     collections::HashSet,
@@ -17,10 +25,12 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use async_nats::jetstream::{self, message::PublishMessage};
-use events::EventType;
+use chrono::{DateTime, Utc};
+use events::{EventType, UserEvent};
 use service_kit::nats::NatsConfig;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
 
 use crate::{config::RelayConfig, outbox};
 
@@ -29,14 +39,60 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long the last drain may take when shutting down.
 const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many handed-over events may wait for the relay; more make it drain
+/// the outbox instead.
+pub const HANDOFF_CAPACITY: usize = 4096;
+
+/// How handlers give the relay the events they committed. Never waits: when
+/// the relay is that far behind, the event is left to the outbox and the
+/// relay is told to drain it.
+#[derive(Clone)]
+pub struct Handoff {
+    events: mpsc::Sender<UserEvent>,
+    overflow: Arc<Notify>,
+}
+
+impl Handoff {
+    /// Hands over an event whose change has committed.
+    pub fn committed(&self, event: UserEvent) {
+        if self.events.try_send(event).is_err() {
+            self.overflow.notify_one();
+        }
+    }
+}
+
+/// The relay's end of a [`Handoff`].
+pub struct Inbox {
+    events: mpsc::Receiver<UserEvent>,
+    overflow: Arc<Notify>,
+}
+
+/// A hand-off holding at most `capacity` events, and the relay's end of it.
+pub fn handoff(capacity: usize) -> (Handoff, Inbox) {
+    let (sender, receiver) = mpsc::channel(capacity.max(1));
+    let overflow = Arc::new(Notify::new());
+    (
+        Handoff {
+            events: sender,
+            overflow: overflow.clone(),
+        },
+        Inbox {
+            events: receiver,
+            overflow,
+        },
+    )
+}
 
 pub struct Relay {
     pool: PgPool,
     js: jetstream::Context,
     nats: NatsConfig,
     config: RelayConfig,
-    wake: Arc<Notify>,
+    inbox: Inbox,
     stream_ready: bool,
+    /// A publish or stamp failed, or hand-offs overflowed, since the last
+    /// drain of the whole outbox succeeded.
+    behind: bool,
 }
 
 /// What one drain did.
@@ -52,15 +108,16 @@ impl Relay {
         js: jetstream::Context,
         nats: NatsConfig,
         config: RelayConfig,
-        wake: Arc<Notify>,
+        inbox: Inbox,
     ) -> Self {
         Self {
             pool,
             js,
             nats,
             config,
-            wake,
+            inbox,
             stream_ready: false,
+            behind: true,
         }
     }
 
@@ -74,15 +131,17 @@ impl Relay {
                 "the stream is not ready; the first publish tries again"
             );
         }
+        let mut sweep = (!self.config.sweep_interval.is_zero()).then(|| {
+            let period = self.config.sweep_interval;
+            let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            sweep
+        });
+        let overflow = self.inbox.overflow.clone();
         let mut last_housekeeping: Option<Instant> = None;
         let mut last_prune = Instant::now();
+        self.catch_up().await;
         loop {
-            if let Err(e) = self.drain().await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "outbox relay could not publish; retrying on the next sweep"
-                );
-            }
             if last_housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING_INTERVAL) {
                 self.report_backlog().await;
                 last_housekeeping = Some(Instant::now());
@@ -91,13 +150,26 @@ impl Relay {
                 self.prune().await;
                 last_prune = Instant::now();
             }
-            let sweep = self.config.sweep_interval;
             tokio::select! {
                 () = &mut shutdown => break,
-                () = self.wake.notified() => {}
-                () = sleep_unless_zero(sweep) => {}
+                Some(first) = self.inbox.events.recv() => {
+                    if self.behind {
+                        self.catch_up().await;
+                    } else {
+                        self.publish_handed(first).await;
+                    }
+                }
+                () = overflow.notified() => self.catch_up().await,
+                _ = tick(sweep.as_mut()) => {
+                    if self.behind {
+                        self.catch_up().await;
+                    } else {
+                        self.sweep().await;
+                    }
+                }
             }
         }
+        self.inbox.events.close();
         match tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, self.drain()).await {
             Ok(Ok(_)) => tracing::info!("outbox relay stopped"),
             Ok(Err(e)) => tracing::warn!(
@@ -110,6 +182,67 @@ impl Relay {
         }
     }
 
+    /// Publishes `first` and the events handed over after it (a batch at
+    /// most), then stamps the rows of those JetStream acknowledged.
+    async fn publish_handed(&mut self, first: UserEvent) {
+        let mut events = vec![first];
+        let limit = usize::try_from(self.config.batch_size).unwrap_or(usize::MAX);
+        while events.len() < limit {
+            match self.inbox.events.try_recv() {
+                Ok(event) => events.push(event),
+                Err(_) => break,
+            }
+        }
+        let outgoing: Vec<Outgoing<'_>> = events
+            .iter()
+            .map(|event| Outgoing {
+                event,
+                committed_at: event.occurred_at,
+            })
+            .collect();
+        let (acked, result) = self.publish(&outgoing).await;
+        let event_ids: Vec<Uuid> = acked.indices.iter().map(|&i| events[i].event_id).collect();
+        let stamped = outbox::stamp(&self.pool, &event_ids).await;
+        let failure = match (result, stamped) {
+            (Ok(()), Ok(_)) => return,
+            (Err(e), _) => e,
+            (Ok(()), Err(e)) => anyhow::Error::new(e).context("stamping published rows"),
+        };
+        tracing::warn!(
+            error = format!("{failure:#}"),
+            "outbox relay could not publish handed-over events; draining the outbox instead"
+        );
+        self.behind = true;
+    }
+
+    /// Drains the whole outbox, dropping the hand-offs waiting (their rows
+    /// are in it); the relay is no longer behind if that succeeds.
+    async fn catch_up(&mut self) {
+        while self.inbox.events.try_recv().is_ok() {}
+        match self.drain().await {
+            Ok(_) => self.behind = false,
+            Err(e) => {
+                self.behind = true;
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "outbox relay could not publish; retrying on the next sweep"
+                );
+            }
+        }
+    }
+
+    /// Publishes the rows a hand-off missed: those older than one sweep
+    /// interval (a younger one may be in flight in a hand-off).
+    async fn sweep(&mut self) {
+        if let Err(e) = self.drain_older_than(self.config.sweep_interval).await {
+            self.behind = true;
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "outbox relay could not publish; retrying on the next sweep"
+            );
+        }
+    }
+
     /// Publishes every unpublished row no other relay holds, oldest first,
     /// in batches: each claimed and stamped, published, and committed in one
     /// transaction (three statements when every event is acknowledged:
@@ -119,10 +252,15 @@ impl Relay {
     /// When the database fails, or JetStream does not acknowledge an event;
     /// rows acknowledged before that are stamped published all the same.
     pub async fn drain(&mut self) -> Result<Drained> {
+        self.drain_older_than(Duration::ZERO).await
+    }
+
+    /// [`Self::drain`], of the rows written at least `min_age` ago.
+    async fn drain_older_than(&mut self, min_age: Duration) -> Result<Drained> {
         let mut total = Drained::default();
         loop {
             let mut tx = self.pool.begin().await.context("reading the outbox")?;
-            let batch = outbox::claim(&mut tx, self.config.batch_size)
+            let batch = outbox::claim(&mut tx, self.config.batch_size, min_age)
                 .await
                 .context("reading the outbox")?;
             if batch.is_empty() {
@@ -130,22 +268,30 @@ impl Relay {
                 return Ok(total);
             }
             let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= self.config.batch_size;
-            let (acked, result) = self.publish(&batch).await;
-            if acked.ids.is_empty() {
+            let outgoing: Vec<Outgoing<'_>> = batch
+                .iter()
+                .map(|row| Outgoing {
+                    event: &row.event.0,
+                    committed_at: row.created_at,
+                })
+                .collect();
+            let (acked, result) = self.publish(&outgoing).await;
+            if acked.indices.is_empty() {
                 tx.rollback().await.context("releasing unpublished rows")?;
             } else {
-                let published: HashSet<i64> = acked.ids.iter().copied().collect();
+                let published: HashSet<usize> = acked.indices.iter().copied().collect();
                 let unacked: Vec<i64> = batch
                     .iter()
-                    .map(|row| row.id)
-                    .filter(|id| !published.contains(id))
+                    .enumerate()
+                    .filter(|(i, _)| !published.contains(i))
+                    .map(|(_, row)| row.id)
                     .collect();
                 outbox::unstamp(&mut tx, &unacked)
                     .await
                     .context("releasing unpublished rows")?;
                 tx.commit().await.context("stamping published rows")?;
             }
-            total.published += acked.ids.len();
+            total.published += acked.indices.len();
             total.duplicates += acked.duplicates;
             result?;
             if !full {
@@ -179,16 +325,17 @@ impl Relay {
     }
 
     /// Sends a batch without waiting between messages, then collects the acks
-    /// in order. Returns the acknowledged rows and the first error, if any.
-    async fn publish(&mut self, batch: &[outbox::Pending]) -> (Acked, Result<()>) {
+    /// in order. Returns which of `batch` were acknowledged, and the first
+    /// error, if any.
+    async fn publish(&mut self, batch: &[Outgoing<'_>]) -> (Acked, Result<()>) {
         let mut acked = Acked::default();
         if let Err(e) = self.ensure_stream().await {
             return (acked, Err(e));
         }
         let mut in_flight = Vec::with_capacity(batch.len());
         let mut result = Ok(());
-        for row in batch {
-            let event = &row.event.0;
+        for (index, outgoing) in batch.iter().enumerate() {
+            let event = outgoing.event;
             let message = PublishMessage::build()
                 .payload(event.encode().into())
                 .message_id(event.event_id.to_string());
@@ -197,7 +344,7 @@ impl Relay {
                 .send_publish(self.nats.subject.clone(), message)
                 .await
             {
-                Ok(ack) => in_flight.push((row, Instant::now(), ack)),
+                Ok(ack) => in_flight.push((index, outgoing, Instant::now(), ack)),
                 Err(e) => {
                     result = Err(anyhow::Error::new(e).context("sending an event"));
                     break;
@@ -206,18 +353,19 @@ impl Relay {
         }
         // Await the acks together: a batch costs one timeout at most, not
         // one per message, when JetStream is unreachable.
-        let acks =
-            futures::future::join_all(in_flight.into_iter().map(|(row, sent, ack)| async move {
+        let acks = futures::future::join_all(in_flight.into_iter().map(
+            |(index, outgoing, sent, ack)| async move {
                 let outcome = ack.await;
-                (row, sent.elapsed(), outcome)
-            }))
-            .await;
-        for (row, took, outcome) in acks {
+                (index, outgoing, sent.elapsed(), outcome)
+            },
+        ))
+        .await;
+        for (index, outgoing, took, outcome) in acks {
             match outcome {
                 Ok(ack) => {
                     metrics::histogram!("outbox_publish_duration_seconds")
                         .record(took.as_secs_f64());
-                    let since_commit = (chrono::Utc::now() - row.created_at)
+                    let since_commit = (Utc::now() - outgoing.committed_at)
                         .to_std()
                         .unwrap_or_default();
                     metrics::histogram!("outbox_commit_to_ack_seconds")
@@ -227,13 +375,13 @@ impl Relay {
                         metrics::counter!("outbox_duplicate_acks_total").increment(1);
                     }
                     metrics::counter!("outbox_published_total").increment(1);
-                    acked.ids.push(row.id);
+                    acked.indices.push(index);
                 }
                 Err(e) => {
                     metrics::counter!("outbox_publish_errors_total").increment(1);
                     if result.is_ok() {
                         result = Err(anyhow::Error::new(e)
-                            .context(format!("publishing outbox row {}", row.id)));
+                            .context(format!("publishing event {}", outgoing.event.event_id)));
                     }
                     // The stream may be gone (deleted by an operator): look
                     // it up again before the next attempt.
@@ -313,16 +461,26 @@ pub fn register_metrics() {
     metrics::counter!("outbox_publish_errors_total").increment(0);
 }
 
+/// An event to publish, and when its change committed.
+struct Outgoing<'a> {
+    event: &'a UserEvent,
+    committed_at: DateTime<Utc>,
+}
+
+/// Which events of a batch JetStream acknowledged (their indices), and how
+/// many of those as duplicates.
 #[derive(Default)]
 struct Acked {
-    ids: Vec<i64>,
+    indices: Vec<usize>,
     duplicates: usize,
 }
 
-async fn sleep_unless_zero(period: Duration) {
-    if period.is_zero() {
-        std::future::pending::<()>().await;
-    } else {
-        tokio::time::sleep(period).await;
+/// The sweep's next tick; never, when the sweep is off (`None`).
+async fn tick(sweep: Option<&mut tokio::time::Interval>) {
+    match sweep {
+        Some(sweep) => {
+            sweep.tick().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }

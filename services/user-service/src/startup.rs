@@ -1,7 +1,7 @@
 //! Building the application: connect, migrate, bind; then serve and relay
 //! until shutdown.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use service_kit::serve::{Service, StopWorker, Worker};
@@ -9,11 +9,11 @@ use sqlx::{
     Connection as _, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
-    relay::Relay,
+    relay::{self, Relay},
     routes::{AppState, router},
     store::UserStore,
 };
@@ -46,17 +46,17 @@ pub async fn build(config: Config) -> Result<Service> {
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {} (USER_SERVICE_ADDR)", config.addr))?;
-    let relay_wake = Arc::new(Notify::new());
+    let (handoff, inbox) = relay::handoff(relay::HANDOFF_CAPACITY);
     let relay = Relay::new(
         relay_pool,
         js,
         config.nats.clone(),
         config.relay.clone(),
-        relay_wake.clone(),
+        inbox,
     );
     let state = AppState {
         users: UserStore::new(pool),
-        relay_wake,
+        relay: handoff,
         nats,
     };
     // The relay stops after the server, so that what the last requests

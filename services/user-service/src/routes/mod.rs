@@ -3,15 +3,12 @@
 mod health;
 mod users;
 
-use std::sync::Arc;
-
 use axum::Router;
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::store::UserStore;
+use crate::{relay::Handoff, store::UserStore};
 
 /// Request bodies larger than this are answered with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -29,8 +26,8 @@ struct Description;
 #[derive(Clone)]
 pub struct AppState {
     pub users: UserStore,
-    /// Wakes the outbox relay after a commit.
-    pub relay_wake: Arc<Notify>,
+    /// Takes each committed event to the outbox relay.
+    pub relay: Handoff,
     pub nats: async_nats::Client,
 }
 

@@ -166,8 +166,8 @@ async fn create(
     JsonBody(body): JsonBody<UserRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let draft = body.parse()?;
-    let (user, _event) = state.users.create(&draft).await?;
-    state.relay_wake.notify_one();
+    let (user, event) = state.users.create(&draft).await?;
+    state.relay.committed(event);
     tracing::info!(user_id = user.id, "user created");
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -184,8 +184,8 @@ async fn update(
     JsonBody(body): JsonBody<UserRequest>,
 ) -> Result<Json<User>, ApiError> {
     let draft = body.parse()?;
-    let (user, _event) = state.users.update(id, &draft).await?;
-    state.relay_wake.notify_one();
+    let (user, event) = state.users.update(id, &draft).await?;
+    state.relay.committed(event);
     Ok(Json(user))
 }
 
@@ -199,7 +199,7 @@ async fn remove(
     State(state): State<AppState>,
     PathParam(id): PathParam<i32>,
 ) -> Result<StatusCode, ApiError> {
-    state.users.delete(id).await?;
-    state.relay_wake.notify_one();
+    let event = state.users.delete(id).await?;
+    state.relay.committed(event);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -143,21 +143,25 @@ impl TestApp {
 
     /// Waits until the stream holds `n` events and returns them.
     pub async fn wait_for_events(&self, n: usize) -> Vec<UserEvent> {
-        let url = self.config.nats.url.clone();
-        eventually(
-            &format!("{n} events in the stream"),
-            testkit::wait::DEFAULT_PATIENCE,
-            || async {
-                let events = stream_events(&url, &self.config.nats.stream).await;
-                if events.len() >= n {
-                    Ok(events)
-                } else {
-                    Err(format!("{} events", events.len()))
-                }
-            },
-        )
-        .await
+        wait_for_stream_events(&self.config.nats.url, &self.config.nats.stream, n).await
     }
+}
+
+/// Waits until `stream` holds `n` events and returns them.
+pub async fn wait_for_stream_events(nats_url: &str, stream: &str, n: usize) -> Vec<UserEvent> {
+    eventually(
+        &format!("{n} events in the stream"),
+        testkit::wait::DEFAULT_PATIENCE,
+        || async {
+            let events = stream_events(nats_url, stream).await;
+            if events.len() >= n {
+                Ok(events)
+            } else {
+                Err(format!("{} events", events.len()))
+            }
+        },
+    )
+    .await
 }
 
 /// Reads a stream's events; an absent stream has none. NATS itself must

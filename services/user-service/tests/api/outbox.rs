@@ -1,12 +1,16 @@
-use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::{NatsServer, http::wait_until_ready};
-use tokio::sync::Notify;
-use user_service::{config::RelayConfig, domain::UserDraft, relay::Relay, store::UserStore};
+use user_service::{
+    config::RelayConfig,
+    domain::UserDraft,
+    relay::{self, Inbox, Relay},
+    store::UserStore,
+};
 
-use crate::helpers::{TestApp, stream_events, test_config};
+use crate::helpers::{TestApp, stream_events, test_config, wait_for_stream_events};
 
 /// The store on the test's database, migrated, with no service running: as
 /// if the service had committed changes and died before publishing them.
@@ -181,7 +185,7 @@ async fn two_relays_draining_one_outbox_publish_each_row_once() {
                 batch_size: 64,
                 ..config.relay.clone()
             },
-            Arc::new(Notify::new()),
+            relay::handoff(1).1,
         );
         relay.drain().await.expect("drained")
     };
@@ -207,8 +211,14 @@ async fn two_relays_draining_one_outbox_publish_each_row_once() {
 }
 
 /// A relay on `pool`, publishing to the NATS at `nats_url` with the test's
-/// stream and the test config's publish timeout.
-async fn relay_on(pool: &sqlx::PgPool, config: &user_service::Config, nats_url: &str) -> Relay {
+/// stream and the test config's publish timeout, taking hand-offs from
+/// `inbox`.
+async fn relay_on(
+    pool: &sqlx::PgPool,
+    config: &user_service::Config,
+    nats_url: &str,
+    inbox: Inbox,
+) -> Relay {
     let client = async_nats::connect(nats_url).await.expect("nats");
     let js = async_nats::jetstream::context::ContextBuilder::new()
         .timeout(config.relay.publish_timeout)
@@ -218,7 +228,7 @@ async fn relay_on(pool: &sqlx::PgPool, config: &user_service::Config, nats_url: 
         js,
         config.nats.clone(),
         config.relay.clone(),
-        Arc::new(Notify::new()),
+        inbox,
     )
 }
 
@@ -247,7 +257,7 @@ async fn a_drain_jetstream_does_not_acknowledge_leaves_every_row_unpublished() {
         let draft = UserDraft::parse("Held", &format!("held{n}@example.com")).expect("valid");
         store.create(&draft).await.expect("committed");
     }
-    let mut relay = relay_on(store.pool(), &config, &nats.url()).await;
+    let mut relay = relay_on(store.pool(), &config, &nats.url(), relay::handoff(1).1).await;
     nats.stop();
     assert!(relay.drain().await.is_err(), "nothing was acknowledged");
     assert_eq!(unpublished(store.pool()).await, 5);
@@ -320,27 +330,156 @@ async fn a_relay_stuck_holding_its_claim_is_ended_and_its_rows_released() {
         .await
         .expect("relay pool");
     let mut stuck = pool.begin().await.expect("begin");
-    let claimed = user_service::outbox::claim(&mut stuck, 10)
+    let claimed = user_service::outbox::claim(&mut stuck, 10, Duration::ZERO)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
     let mut other = pool.begin().await.expect("begin");
-    let skipped = user_service::outbox::claim(&mut other, 10)
+    let skipped = user_service::outbox::claim(&mut other, 10, Duration::ZERO)
         .await
         .expect("claim");
     assert!(skipped.is_empty(), "another relay took a locked row");
     other.rollback().await.expect("rollback");
 
     let limit = user_service::startup::relay_idle_in_transaction(&config);
-    tokio::time::sleep(limit + std::time::Duration::from_millis(500)).await;
+    tokio::time::sleep(limit + Duration::from_millis(500)).await;
     assert!(
         stuck.commit().await.is_err(),
         "the idle transaction outlived {limit:?}"
     );
     let mut next = pool.begin().await.expect("begin");
-    let released = user_service::outbox::claim(&mut next, 10)
+    let released = user_service::outbox::claim(&mut next, 10, Duration::ZERO)
         .await
         .expect("claim");
     assert_eq!(released.len(), 1, "the stuck claim's row is free again");
     assert_eq!(released[0].event.0.payload.email, "stuck@example.com");
+}
+
+/// A request hands its committed event to the relay, which publishes that
+/// event without reading the outbox: a row committed by other means (as if
+/// its request had been cancelled between its commit and its hand-off) is
+/// left for the sweep, which is off here. A relay that drained the outbox on
+/// every write would publish it too.
+#[tokio::test]
+async fn a_handed_over_event_is_published_without_reading_the_outbox() {
+    let mut config = test_config(None).await;
+    config.relay.sweep_interval = Duration::ZERO;
+    let app = TestApp::spawn_with(config).await;
+    let first = app.create_user("First", "first@example.com").await;
+    // Published: the relay is past its start-up drain.
+    app.wait_for_events(1).await;
+    let store = UserStore::new(app.pool.clone());
+    let missed = UserDraft::parse("Missed", "missed@example.com").expect("valid");
+    store.create(&missed).await.expect("committed");
+    let last = app.create_user("Last", "last@example.com").await;
+
+    let events = app.wait_for_events(2).await;
+    let published: Vec<i64> = events.iter().map(|e| i64::from(e.payload.id)).collect();
+    assert_eq!(
+        published,
+        [&first, &last].map(|user| user["id"].as_i64().expect("id")),
+        "only the handed-over events are published"
+    );
+    assert_eq!(app.unpublished_rows().await, 1, "the missed row waits");
+}
+
+/// The sweep publishes a committed change nobody handed over, once it is
+/// older than one sweep interval (without the sweep this cannot pass: see
+/// the test above).
+#[tokio::test]
+async fn a_change_nobody_handed_over_is_published_by_the_sweep() {
+    let app = TestApp::spawn().await;
+    app.create_user("First", "first@example.com").await;
+    app.wait_for_events(1).await;
+    let store = UserStore::new(app.pool.clone());
+    let missed = UserDraft::parse("Missed", "missed@example.com").expect("valid");
+    let (user, _) = store.create(&missed).await.expect("committed");
+
+    let events = app.wait_for_events(2).await;
+    assert_eq!(events[1].payload.id, user.id);
+    app.wait_for_outbox_drained("the swept row to be stamped")
+        .await;
+}
+
+/// When the hand-offs outrun the relay (more than it holds), the ones it
+/// cannot take are left to the outbox and the relay drains it at once, not
+/// at the next sweep (off here).
+#[tokio::test]
+async fn hand_offs_beyond_the_relays_capacity_are_drained_from_the_outbox() {
+    let mut config = test_config(None).await;
+    config.relay.sweep_interval = Duration::ZERO;
+    let store = migrated_store(&config).await;
+    let (handoff, inbox) = relay::handoff(1);
+    let relay = relay_on(store.pool(), &config, &config.nats.url, inbox).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let (nats, stream) = (config.nats.url.as_str(), config.nats.stream.as_str());
+    let draft = UserDraft::parse("First", "first@example.com").expect("valid");
+    let (_, first) = store.create(&draft).await.expect("committed");
+    handoff.committed(first);
+    wait_for_stream_events(nats, stream, 1).await;
+
+    let mut events = Vec::new();
+    for n in 0..3 {
+        let draft = UserDraft::parse("Burst", &format!("burst{n}@example.com")).expect("valid");
+        events.push(store.create(&draft).await.expect("committed").1);
+    }
+    // No await between them: the relay (on this test's one thread) takes
+    // none until all are handed over, so one fits and two overflow.
+    for event in events {
+        handoff.committed(event);
+    }
+    assert_eq!(wait_for_stream_events(nats, stream, 4).await.len(), 4);
+    assert_eq!(unpublished(store.pool()).await, 0);
+    stop.send(()).expect("the relay runs");
+    running.await.expect("the relay stops");
+}
+
+/// The sweep's claim leaves rows younger than its minimum age (they may be
+/// in flight in a hand-off); the stamp of a hand-off skips rows another
+/// relay holds or stamped, and stamps each row once.
+#[tokio::test]
+async fn the_sweep_leaves_young_rows_and_a_stamp_skips_held_and_stamped_rows() {
+    let config = test_config(None).await;
+    let store = migrated_store(&config).await;
+    let draft = UserDraft::parse("Young", "young@example.com").expect("valid");
+    let (_, event) = store.create(&draft).await.expect("committed");
+    let pool = store.pool();
+
+    let mut sweep = pool.begin().await.expect("begin");
+    let young = user_service::outbox::claim(&mut sweep, 10, Duration::from_secs(60))
+        .await
+        .expect("claim");
+    assert!(
+        young.is_empty(),
+        "a row younger than the minimum age was claimed"
+    );
+    let held = user_service::outbox::claim(&mut sweep, 10, Duration::ZERO)
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 1);
+    let ids = [event.event_id];
+    assert_eq!(
+        user_service::outbox::stamp(pool, &ids)
+            .await
+            .expect("stamp"),
+        0,
+        "a row another relay holds was stamped"
+    );
+    sweep.rollback().await.expect("rollback");
+    assert_eq!(
+        user_service::outbox::stamp(pool, &ids)
+            .await
+            .expect("stamp"),
+        1
+    );
+    assert_eq!(unpublished(pool).await, 0);
+    assert_eq!(
+        user_service::outbox::stamp(pool, &ids)
+            .await
+            .expect("stamp"),
+        0
+    );
 }
