@@ -48,8 +48,10 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// How often unpublished rows are looked for even when nobody asked: the
-    /// sweep that turns a crash or a NATS outage into a delay, not a loss.
-    /// `0` disables the sweep (only for tests that prove it is needed).
+    /// sweep that turns a crash, a missed hand-off or a NATS outage into a
+    /// delay, not a loss. It takes rows older than this (a younger one may
+    /// be in a hand-off in flight). `0` disables the sweep (only for tests
+    /// that prove it is needed).
     pub sweep_interval: Duration,
     pub batch_size: i64,
     /// How long the relay waits for JetStream to acknowledge a publish.
