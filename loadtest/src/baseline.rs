@@ -9,12 +9,13 @@
 //! and changes name and email, as the load's do); by default right after the
 //! load, while notification-service still syncs what the load wrote
 //! ([`When`]). Its own writes are relayed and synced too (user-service's
-//! relay finds them on its sweep, as no handler wakes it).
+//! relay finds them on its sweep, as no handler hands them over).
 //!
 //! The SQL is the service's own: the writes go through
 //! `services/user-service/src/store.rs` (`UserStore::create` and
-//! `UserStore::update`: BEGIN, the user `INSERT`/`UPDATE … RETURNING`, the
-//! outbox `INSERT`, COMMIT), the code user-service's handlers call, so the
+//! `UserStore::update`: one statement, the user `INSERT`/`UPDATE …
+//! RETURNING` and the outbox `INSERT` in one `WITH`), the code
+//! user-service's handlers call, so the
 //! two cannot drift apart. If a handler ever sends more than that call,
 //! send it here too.
 

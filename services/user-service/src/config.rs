@@ -50,8 +50,8 @@ pub struct RelayConfig {
     /// How often unpublished rows are looked for even when nobody asked: the
     /// sweep that turns a crash, a missed hand-off or a NATS outage into a
     /// delay, not a loss. It takes rows older than this (a younger one may
-    /// be in a hand-off in flight). `0` disables the sweep (only for tests
-    /// that prove it is needed).
+    /// be in a hand-off in flight). Never `0` from the environment; tests that
+    /// prove the sweep is needed set `0` here to turn it off.
     pub sweep_interval: Duration,
     pub batch_size: i64,
     /// How long the relay waits for JetStream to acknowledge a publish.
@@ -78,7 +78,7 @@ impl Config {
             request_timeout: vars.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             nats: NatsConfig::from_vars(vars, events::SUBJECT, events::STREAM)?,
             relay: RelayConfig {
-                sweep_interval: vars.millis("OUTBOX_SWEEP_INTERVAL_MS", DEFAULT_SWEEP_INTERVAL)?,
+                sweep_interval: sweep_interval(vars)?,
                 batch_size: vars.parse("OUTBOX_BATCH_SIZE", DEFAULT_BATCH_SIZE)?.max(1),
                 publish_timeout: vars.millis("NATS_PUBLISH_TIMEOUT_MS", DEFAULT_PUBLISH_TIMEOUT)?,
                 retention: Duration::from_secs(
@@ -87,6 +87,18 @@ impl Config {
             },
         })
     }
+}
+
+/// `OUTBOX_SWEEP_INTERVAL_MS`, which may not be 0: without the sweep, a
+/// change whose request ended between its commit and its hand-off would wait
+/// for the next start.
+fn sweep_interval(vars: &Vars) -> Result<Duration> {
+    let interval = vars.millis("OUTBOX_SWEEP_INTERVAL_MS", DEFAULT_SWEEP_INTERVAL)?;
+    anyhow::ensure!(
+        !interval.is_zero(),
+        "OUTBOX_SWEEP_INTERVAL_MS must be at least 1: the sweep publishes the changes no request handed over"
+    );
+    Ok(interval)
 }
 
 #[cfg(test)]
@@ -110,12 +122,22 @@ mod tests {
         let config = Config::from_vars(&Vars::from_pairs([
             ("USER_SERVICE_ADDR", "0.0.0.0:9000"),
             ("NATS_SUBJECT", "t1.user.events"),
-            ("OUTBOX_SWEEP_INTERVAL_MS", "0"),
+            ("OUTBOX_SWEEP_INTERVAL_MS", "250"),
         ]))
         .unwrap();
         assert_eq!(config.addr.port(), 9000);
         assert_eq!(config.nats.subject, "t1.user.events");
-        assert_eq!(config.relay.sweep_interval, Duration::ZERO);
+        assert_eq!(config.relay.sweep_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_sweep_cannot_be_turned_off_from_the_environment() {
+        let err = Config::from_vars(&Vars::from_pairs([("OUTBOX_SWEEP_INTERVAL_MS", "0")]))
+            .expect_err("0 is refused");
+        assert!(
+            err.to_string().contains("OUTBOX_SWEEP_INTERVAL_MS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub struct Backlog {
 }
 
 /// Claims the oldest unpublished events no other relay holds, written at
-/// least `min_age` ago, at most `limit`, and stamps them published, in one
-/// statement; returns them in commit order. They stay locked until the
+/// least `min_age` ago (any age when it is zero, whatever the clock did),
+/// at most `limit`, and stamps them published, in one statement; returns
+/// them in outbox order (`id`, the order of their inserts). They stay locked until the
 /// caller's transaction ends, and the stamps are seen by others only if it
 /// commits: call [`unstamp`] first for the rows that were not published.
 ///
@@ -49,7 +50,7 @@ pub async fn claim(
     let mut rows: Vec<Pending> = sqlx::query_as(
         "UPDATE outbox SET published_at = clock_timestamp() WHERE id IN ( \
            SELECT id FROM outbox WHERE published_at IS NULL \
-           AND created_at <= clock_timestamp() - make_interval(secs => $2) \
+           AND ($2 = 0 OR created_at <= (SELECT clock_timestamp() - make_interval(secs => $2))) \
            ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
          RETURNING id, event, created_at",
     )
@@ -82,8 +83,9 @@ pub async fn unstamp(tx: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
 /// Stamps published, in one statement of its own, the rows of the events
 /// `event_ids` (JetStream acknowledged them) that are still unpublished and
 /// that no other relay holds: one another relay claimed meanwhile is left to
-/// it (it publishes the event again, a duplicate JetStream drops, and stamps
-/// the row). Returns how many rows were stamped.
+/// it (it publishes the event again, a duplicate that JetStream drops within
+/// its window and the consumer's version guard after it, and stamps the
+/// row). Returns how many rows were stamped.
 ///
 /// # Errors
 /// When the database fails; the rows stay unpublished and go out again.

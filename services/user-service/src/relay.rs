@@ -9,9 +9,10 @@
 //! in flight), so a crash between commit and publish, a request cancelled
 //! between its commit and its hand-off, or another instance's death only
 //! delays events. After a failed publish or stamp, or when the hand-offs
-//! outrun the relay, it drains the whole outbox in commit order instead of
-//! publishing hand-offs, until a drain succeeds. Events go out in the order
-//! they were handed over, and a backlog in commit order; if a later event of
+//! outrun the relay, it drains the whole outbox in outbox order (`id`)
+//! instead of publishing hand-offs, until a drain succeeds. Events go out in
+//! the order they were handed over, and a backlog in outbox order; if a
+//! later event of
 //! a user overtakes an earlier one (two requests hand over in the other
 //! order, a partial failure, two instances), the consumer's version guard
 //! still keeps the newest state.
@@ -56,6 +57,7 @@ impl Handoff {
     /// Hands over an event whose change has committed.
     pub fn committed(&self, event: UserEvent) {
         if self.events.try_send(event).is_err() {
+            metrics::counter!("outbox_handoff_overflows_total").increment(1);
             self.overflow.notify_one();
         }
     }
@@ -90,8 +92,8 @@ pub struct Relay {
     config: RelayConfig,
     inbox: Inbox,
     stream_ready: bool,
-    /// A publish or stamp failed, or hand-offs overflowed, since the last
-    /// drain of the whole outbox succeeded.
+    /// A publish, stamp or drain failed since the last drain of the whole
+    /// outbox succeeded: hand-offs and sweeps drain the whole outbox.
     behind: bool,
 }
 
@@ -205,8 +207,9 @@ impl Relay {
         let stamped = outbox::stamp(&self.pool, &event_ids).await;
         let failure = match (result, stamped) {
             (Ok(()), Ok(_)) => return,
-            (Err(e), _) => e,
-            (Ok(()), Err(e)) => anyhow::Error::new(e).context("stamping published rows"),
+            (Err(e), Ok(_)) => e,
+            (Ok(()), Err(stamp)) => anyhow::Error::new(stamp).context("stamping published rows"),
+            (Err(e), Err(stamp)) => e.context(format!("and stamping the rest failed: {stamp}")),
         };
         tracing::warn!(
             error = format!("{failure:#}"),
@@ -225,20 +228,28 @@ impl Relay {
                 self.behind = true;
                 tracing::warn!(
                     error = format!("{e:#}"),
-                    "outbox relay could not publish; retrying on the next sweep"
+                    "outbox relay could not publish; retrying with the next hand-off or sweep"
                 );
             }
         }
     }
 
     /// Publishes the rows a hand-off missed: those older than one sweep
-    /// interval (a younger one may be in flight in a hand-off).
+    /// interval (a younger one may be in flight in a hand-off). The events
+    /// handed over and still waiting go first, so that a relay lagging more
+    /// than an interval behind its hand-offs does not publish them twice.
     async fn sweep(&mut self) {
+        while let Ok(first) = self.inbox.events.try_recv() {
+            self.publish_handed(first).await;
+            if self.behind {
+                return self.catch_up().await;
+            }
+        }
         if let Err(e) = self.drain_older_than(self.config.sweep_interval).await {
             self.behind = true;
             tracing::warn!(
                 error = format!("{e:#}"),
-                "outbox relay could not publish; retrying on the next sweep"
+                "outbox relay could not publish; retrying with the next hand-off or sweep"
             );
         }
     }
@@ -441,6 +452,10 @@ pub fn register_metrics() {
         "outbox_oldest_unpublished_age_seconds",
         "Age of the oldest unpublished outbox row."
     );
+    describe_counter!(
+        "outbox_handoff_overflows_total",
+        "Committed events the relay had no room for (left to the outbox, drained at once)."
+    );
     describe_histogram!(
         "outbox_publish_duration_seconds",
         "Time from sending an event to its JetStream ack."
@@ -459,6 +474,7 @@ pub fn register_metrics() {
     metrics::counter!("outbox_published_total").increment(0);
     metrics::counter!("outbox_duplicate_acks_total").increment(0);
     metrics::counter!("outbox_publish_errors_total").increment(0);
+    metrics::counter!("outbox_handoff_overflows_total").increment(0);
 }
 
 /// An event to publish, and when its change committed.

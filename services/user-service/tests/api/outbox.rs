@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{NatsServer, http::wait_until_ready};
+use testkit::{NatsServer, http::wait_until_ready, wait::eventually};
 use user_service::{
     config::RelayConfig,
     domain::UserDraft,
@@ -46,7 +46,7 @@ async fn events_committed_before_a_crash_are_published_at_the_next_start() {
 }
 
 /// Writes made while NATS is down succeed; the sweep publishes them once it
-/// is back, with no further write to wake the relay.
+/// is back, with no further write to hand an event to the relay.
 #[tokio::test]
 async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns() {
     let mut nats = NatsServer::start().expect("nats-server");
@@ -78,7 +78,7 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
     // The relay's attempts to publish these writes must have failed (the
     // fault was met), and every attempt still in flight (the stream look-up,
     // the acks: each bounded by the publish timeout) must be over, so that
-    // only the sweep can publish them: no write follows to wake the relay.
+    // only the sweep can publish them: no write follows to set it going.
     // Without the sweep this test fails (checked by removing it).
     app.metrics()
         .wait_above("outbox_publish_errors_total", errors_before)
@@ -380,6 +380,20 @@ async fn a_handed_over_event_is_published_without_reading_the_outbox() {
         [&first, &last].map(|user| user["id"].as_i64().expect("id")),
         "only the handed-over events are published"
     );
+    // The last row is stamped after JetStream's ack, a moment after the
+    // stream has it; the missed one stays.
+    eventually(
+        "only the missed row left",
+        Duration::from_secs(10),
+        || async {
+            match app.unpublished_rows().await {
+                1 => Ok(()),
+                n => Err(format!("{n} unpublished")),
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.unpublished_rows().await, 1, "the missed row waits");
 }
 
@@ -399,6 +413,18 @@ async fn a_change_nobody_handed_over_is_published_by_the_sweep() {
     assert_eq!(events[1].payload.id, user.id);
     app.wait_for_outbox_drained("the swept row to be stamped")
         .await;
+    // Not before it was one sweep interval old (a younger row may be in a
+    // hand-off in flight).
+    let waited: bool = sqlx::query_scalar(
+        "SELECT published_at - created_at >= make_interval(secs => $1) \
+         FROM outbox WHERE user_id = $2",
+    )
+    .bind(app.config.relay.sweep_interval.as_secs_f64())
+    .bind(user.id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("the swept row");
+    assert!(waited, "the sweep took a row younger than its interval");
 }
 
 /// When the hand-offs outrun the relay (more than it holds), the ones it
@@ -432,7 +458,13 @@ async fn hand_offs_beyond_the_relays_capacity_are_drained_from_the_outbox() {
         handoff.committed(event);
     }
     assert_eq!(wait_for_stream_events(nats, stream, 4).await.len(), 4);
-    assert_eq!(unpublished(store.pool()).await, 0);
+    eventually("every row stamped", Duration::from_secs(10), || async {
+        match unpublished(store.pool()).await {
+            0 => Ok(()),
+            n => Err(format!("{n} unpublished")),
+        }
+    })
+    .await;
     stop.send(()).expect("the relay runs");
     running.await.expect("the relay stops");
 }
