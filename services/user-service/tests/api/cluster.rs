@@ -119,17 +119,8 @@ async fn the_stream_leaders_death_loses_and_duplicates_no_event() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cluster.restart(&leader).expect("the node restarts");
-    eventually(
-        "every committed event published",
-        Duration::from_secs(60),
-        || async {
-            match app.unpublished_rows().await {
-                0 => Ok(()),
-                n => Err(format!("{n} unpublished")),
-            }
-        },
-    )
-    .await;
+    app.wait_for_outbox_drained("every committed event published")
+        .await;
     let events = stream_events(&config.nats.url, &config.nats.stream).await;
     let distinct: std::collections::HashSet<_> = events.iter().map(|e| e.event_id).collect();
     assert_eq!(app.outbox_rows().await, written);

@@ -113,22 +113,13 @@ impl TestApp {
     }
 
     pub async fn unpublished_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count")
+        unpublished(&self.pool).await
     }
 
     /// Waits until every outbox row is stamped published (`what` names the
     /// wait in its failure).
     pub async fn wait_for_outbox_drained(&self, what: &str) {
-        eventually(what, Duration::from_secs(30), || async {
-            match self.unpublished_rows().await {
-                0 => Ok(()),
-                n => Err(format!("{n} unpublished")),
-            }
-        })
-        .await;
+        wait_for_unpublished(&self.pool, 0, what).await;
     }
 
     /// This app's `/metrics`.
@@ -145,6 +136,27 @@ impl TestApp {
     pub async fn wait_for_events(&self, n: usize) -> Vec<UserEvent> {
         wait_for_stream_events(&self.config.nats.url, &self.config.nats.stream, n).await
     }
+}
+
+/// How many rows of the outbox on `pool` are not stamped published.
+pub async fn unpublished(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+/// Waits until exactly `n` rows of the outbox on `pool` are unpublished
+/// (`what` names the wait in its failure). A row is stamped a moment after
+/// the stream has its event: wait for the stamp, do not read it at once.
+pub async fn wait_for_unpublished(pool: &sqlx::PgPool, n: i64, what: &str) {
+    eventually(what, testkit::wait::DEFAULT_PATIENCE, || async {
+        match unpublished(pool).await {
+            left if left == n => Ok(()),
+            left => Err(format!("{left} unpublished")),
+        }
+    })
+    .await;
 }
 
 /// Waits until `stream` holds `n` events and returns them.

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::{NatsServer, http::wait_until_ready, wait::eventually};
+use testkit::{NatsServer, http::wait_until_ready};
 use user_service::{
     config::RelayConfig,
     domain::UserDraft,
@@ -10,7 +10,9 @@ use user_service::{
     store::UserStore,
 };
 
-use crate::helpers::{TestApp, stream_events, test_config, wait_for_stream_events};
+use crate::helpers::{
+    TestApp, stream_events, test_config, unpublished, wait_for_stream_events, wait_for_unpublished,
+};
 
 /// The store on the test's database, migrated, with no service running: as
 /// if the service had committed changes and died before publishing them.
@@ -239,13 +241,6 @@ async fn synchronous_commit(conn: &mut sqlx::PgConnection) -> String {
         .expect("show")
 }
 
-async fn unpublished(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(pool)
-        .await
-        .expect("count")
-}
-
 /// The claim stamps its rows in the statement that locks them; a drain whose
 /// events JetStream never acknowledges must leave every one unpublished.
 #[tokio::test]
@@ -380,19 +375,7 @@ async fn a_handed_over_event_is_published_without_reading_the_outbox() {
         [&first, &last].map(|user| user["id"].as_i64().expect("id")),
         "only the handed-over events are published"
     );
-    // The last row is stamped after JetStream's ack, a moment after the
-    // stream has it; the missed one stays.
-    eventually(
-        "only the missed row left",
-        Duration::from_secs(10),
-        || async {
-            match app.unpublished_rows().await {
-                1 => Ok(()),
-                n => Err(format!("{n} unpublished")),
-            }
-        },
-    )
-    .await;
+    wait_for_unpublished(&app.pool, 1, "only the missed row left").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.unpublished_rows().await, 1, "the missed row waits");
 }
@@ -458,13 +441,7 @@ async fn hand_offs_beyond_the_relays_capacity_are_drained_from_the_outbox() {
         handoff.committed(event);
     }
     assert_eq!(wait_for_stream_events(nats, stream, 4).await.len(), 4);
-    eventually("every row stamped", Duration::from_secs(10), || async {
-        match unpublished(store.pool()).await {
-            0 => Ok(()),
-            n => Err(format!("{n} unpublished")),
-        }
-    })
-    .await;
+    wait_for_unpublished(store.pool(), 0, "every row stamped").await;
     stop.send(()).expect("the relay runs");
     running.await.expect("the relay stops");
 }
