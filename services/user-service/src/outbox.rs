@@ -36,9 +36,10 @@ pub struct Backlog {
 /// Claims the oldest unpublished events no other relay holds, written at
 /// least `min_age` ago (any age when it is zero, whatever the clock did),
 /// at most `limit`, and stamps them published, in one statement; returns
-/// them in outbox order (`id`, the order of their inserts). They stay locked until the
-/// caller's transaction ends, and the stamps are seen by others only if it
-/// commits: call [`unstamp`] first for the rows that were not published.
+/// them in outbox order (`id`, the order of their inserts). They stay
+/// locked until the caller's transaction ends, and the stamps are seen by
+/// others only if it commits: call [`unstamp`] first for the rows that were
+/// not published.
 ///
 /// # Errors
 /// When the database fails.

@@ -12,10 +12,9 @@
 //! outrun the relay, it drains the whole outbox in outbox order (`id`)
 //! instead of publishing hand-offs, until a drain succeeds. Events go out in
 //! the order they were handed over, and a backlog in outbox order; if a
-//! later event of
-//! a user overtakes an earlier one (two requests hand over in the other
-//! order, a partial failure, two instances), the consumer's version guard
-//! still keeps the newest state.
+//! later event of a user overtakes an earlier one (two requests hand over in
+//! the other order, a partial failure, two instances), the consumer's
+//! version guard still keeps the newest state.
 
 use std::{
     collections::HashSet,
