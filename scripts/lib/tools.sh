@@ -175,7 +175,10 @@ ensure_mongo() {
 # The copy gets the patches in tools/ferretdb/*.patch, in name order (finds and
 # updates by _id use the _id index; a many-statement update does not hang: see
 # each patch), and the cached binary is named after their hash, so a change to
-# a patch (or an unpatched build) is not reused.
+# a patch (or an unpatched build) is not reused. A dependency of FerretDB is
+# patched the same way: tools/ferretdb/deps/<module path>/*.patch apply to a copy
+# of that module, at the version tools/ferretdb/go.mod pins, which the build
+# uses through a replace (the driver's statement cache: see the patch).
 # A cached binary that cannot print its version is rebuilt.
 ensure_ferretdb() {
   if command -v ferretdb >/dev/null 2>&1 && [ -z "${USER_SYNC_FORCE_PINNED:-}" ]; then
@@ -183,10 +186,15 @@ ensure_ferretdb() {
   fi
   local module=github.com/FerretDB/FerretDB version bin src scratch
   local patches=("$TOOLS_ROOT"/tools/ferretdb/*.patch) patch patch_sum
+  local deps="$TOOLS_ROOT/tools/ferretdb/deps" dep_patches=() dep_dirs=() dep dep_version dep_src
   version="$(go_tool_version ferretdb "$module")"
   [ -n "$version" ] || die "tools/ferretdb/go.mod does not pin $module"
   [ -f "${patches[0]}" ] || die "missing tools/ferretdb/*.patch"
-  patch_sum="$(cat "${patches[@]}" | sha256sum | cut -c1-12)"
+  if [ -d "$deps" ]; then
+    mapfile -t dep_patches < <(find "$deps" -name '*.patch' -type f | LC_ALL=C sort)
+    mapfile -t dep_dirs < <(printf '%s\n' "${dep_patches[@]}" | xargs -r -n1 dirname | LC_ALL=C sort -u)
+  fi
+  patch_sum="$(cat "${patches[@]}" "${dep_patches[@]}" | sha256sum | cut -c1-12)"
   bin="$TOOLS_CACHE/ferretdb-$version-$patch_sum/ferretdb"
   if ! "$bin" --version >/dev/null 2>&1; then
     command -v go >/dev/null 2>&1 || apt_install golang-go
@@ -212,6 +220,24 @@ ensure_ferretdb() {
       rm -rf "$scratch"
       die "could not prepare the ferretdb $version source"
     fi
+    for dep in "${dep_dirs[@]}"; do
+      dep="${dep#"$deps"/}"
+      dep_version="$(go_tool_version ferretdb "$dep")"
+      dep_src="$(cd "$TOOLS_ROOT/tools/ferretdb" && GOFLAGS=-mod=mod go mod download -json "$dep@$dep_version" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+      if [ -z "$dep_version" ] || [ ! -d "$dep_src" ] ||
+        ! { mkdir -p "$scratch/deps/$dep" && cp -R "$dep_src/." "$scratch/deps/$dep" && chmod -R u+w "$scratch/deps/$dep"; }; then
+        rm -rf "$scratch"
+        die "could not copy $dep ${dep_version:-(not pinned in tools/ferretdb/go.mod)} to patch it"
+      fi
+      for patch in "$deps/$dep"/*.patch; do
+        if ! (cd "$scratch/deps/$dep" && patch -p1 --forward --batch --silent <"$patch"); then
+          rm -rf "$scratch"
+          die "$patch does not apply to $dep $dep_version (update the patch for that version)"
+        fi
+      done
+      printf 'replace %s => %s\n' "$dep" "$scratch/deps/$dep" >>"$scratch/go.mod"
+    done
     mkdir -p "$(dirname "$bin")"
     if ! (cd "$TOOLS_ROOT/tools/ferretdb" &&
       GOFLAGS=-mod=mod go build -modfile="$scratch/go.mod" -trimpath -o "$bin.tmp" "$module/cmd/ferretdb"); then

@@ -606,3 +606,36 @@ async fn the_per_user_filters_are_served_from_ferretdbs_id_index() {
         );
     }
 }
+
+/// A collection dropped and made again under its name is a new table to
+/// FerretDB's SQLite, while its connections keep the statements they ran on
+/// the old one prepared for reuse
+/// (tools/ferretdb/deps/modernc.org/sqlite/stmt-cache.patch): each round's
+/// writes and reads must reach the new table, neither failing nor finding
+/// the old rows. Real MongoDB needs no such care, and passes the same.
+#[tokio::test]
+async fn a_collection_dropped_and_made_again_is_written_and_read_afresh() {
+    let store = fresh_store().await;
+    for round in 1..=3_i64 {
+        let name = format!("round {round}");
+        for id in 1..=5 {
+            let outcome = store
+                .apply(&event(UserUpdated, id, round, &name))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, user {id}: {e}"));
+            assert_eq!(outcome, Outcome::Applied, "round {round}, user {id}");
+            let copy = store.get(id).await.expect("get").expect("the copy");
+            assert_eq!(copy.name, name);
+        }
+        assert_eq!(store.list().await.expect("list").len(), 5, "round {round}");
+        store
+            .database()
+            .collection::<Document>("user_notifications")
+            .drop()
+            .await
+            .expect("drop");
+        assert_eq!(store.get(1).await.expect("get after the drop"), None);
+        assert!(store.list().await.expect("list").is_empty());
+        store.prepare().await.expect("prepare again");
+    }
+}
