@@ -158,9 +158,29 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
+    /// Starts three nodes on fresh ports. A port is free when picked, not
+    /// when the node binds it: another process, or a connection's ephemeral
+    /// port, can take it first, and that node then exits (seen once, right
+    /// after a chaos run). So a cluster whose nodes do not all listen is
+    /// killed and started again on other ports, three tries in all.
+    ///
     /// # Errors
-    /// When a nats-server cannot be started.
+    /// When no try starts all three nodes: the last try's error.
     pub fn start() -> Result<Self> {
+        let mut tries = 1;
+        loop {
+            match Self::start_once() {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) if tries == 3 => {
+                    return Err(e.context("a three-node NATS cluster did not start in three tries"));
+                }
+                Err(e) => eprintln!("NATS cluster, try {tries} of 3: {e:#}; again on other ports"),
+            }
+            tries += 1;
+        }
+    }
+
+    fn start_once() -> Result<Self> {
         let dir = scratch_dir("nats-cluster");
         let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
