@@ -159,6 +159,28 @@ ensure_rust() {
   export PATH
 }
 
+# copy_patched_module MODULE VERSION DEST SCRATCH PATCH...: DEST becomes a
+# writable copy of MODULE at VERSION (a pin of tools/ferretdb/go.mod) from the
+# Go module proxy, with each PATCH applied in turn (-p1). On any failure it
+# removes SCRATCH, the build's scratch directory, and dies.
+copy_patched_module() {
+  local module="$1" version="$2" dest="$3" scratch="$4" src patch
+  shift 4
+  src="$(cd "$TOOLS_ROOT/tools/ferretdb" && GOFLAGS=-mod=mod go mod download -json "$module@$version" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  if [ -z "$version" ] || [ ! -d "$src" ] ||
+    ! { mkdir -p "$(dirname "$dest")" && cp -R "$src" "$dest" && chmod -R u+w "$dest"; }; then
+    rm -rf "$scratch"
+    die "could not copy $module ${version:-(not pinned in tools/ferretdb/go.mod)} from the Go module proxy"
+  fi
+  for patch in "$@"; do
+    if ! (cd "$dest" && patch -p1 --forward --batch --silent <"$patch"); then
+      rm -rf "$scratch"
+      die "$patch does not apply to $module $version (update the patch for that version)"
+    fi
+  done
+}
+
 # The MongoDB-wire server: real mongod when present (Nix), otherwise FerretDB.
 ensure_mongo() {
   if command -v mongod >/dev/null 2>&1 && [ -z "${USER_SYNC_USE_FERRETDB:-}" ]; then
@@ -184,9 +206,9 @@ ensure_ferretdb() {
   if command -v ferretdb >/dev/null 2>&1 && [ -z "${USER_SYNC_FORCE_PINNED:-}" ]; then
     return 0
   fi
-  local module=github.com/FerretDB/FerretDB version bin src scratch
-  local patches=("$TOOLS_ROOT"/tools/ferretdb/*.patch) patch patch_sum
-  local deps="$TOOLS_ROOT/tools/ferretdb/deps" dep_patches=() dep_dirs=() dep dep_version dep_src
+  local module=github.com/FerretDB/FerretDB version bin scratch
+  local patches=("$TOOLS_ROOT"/tools/ferretdb/*.patch) patch_sum
+  local deps="$TOOLS_ROOT/tools/ferretdb/deps" dep_patches=() dep_dirs=() dep
   version="$(go_tool_version ferretdb "$module")"
   [ -n "$version" ] || die "tools/ferretdb/go.mod does not pin $module"
   [ -f "${patches[0]}" ] || die "missing tools/ferretdb/*.patch"
@@ -200,20 +222,8 @@ ensure_ferretdb() {
     command -v go >/dev/null 2>&1 || apt_install golang-go
     command -v patch >/dev/null 2>&1 || apt_install patch
     log "building ferretdb $version from the Go module proxy (once; cached in $TOOLS_CACHE)"
-    src="$(cd "$TOOLS_ROOT/tools/ferretdb" && GOFLAGS=-mod=mod go mod download -json "$module@$version" |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    [ -d "$src" ] || die "could not download $module $version"
     scratch="$(mktemp -d)"
-    if ! { cp -R "$src" "$scratch/src" && chmod -R u+w "$scratch/src"; }; then
-      rm -rf "$scratch"
-      die "could not copy the ferretdb $version source"
-    fi
-    for patch in "${patches[@]}"; do
-      if ! (cd "$scratch/src" && patch -p1 --forward --batch --silent <"$patch"); then
-        rm -rf "$scratch"
-        die "$patch does not apply to ferretdb $version (update the patch for that version)"
-      fi
-    done
+    copy_patched_module "$module" "$version" "$scratch/src" "$scratch" "${patches[@]}"
     if ! { printf '%s\n' "$version" >"$scratch/src/build/version/version.txt" &&
       cp "$TOOLS_ROOT/tools/ferretdb/go.mod" "$TOOLS_ROOT/tools/ferretdb/go.sum" "$scratch/" &&
       printf 'replace %s => %s\n' "$module" "$scratch/src" >>"$scratch/go.mod"; }; then
@@ -222,20 +232,8 @@ ensure_ferretdb() {
     fi
     for dep in "${dep_dirs[@]}"; do
       dep="${dep#"$deps"/}"
-      dep_version="$(go_tool_version ferretdb "$dep")"
-      dep_src="$(cd "$TOOLS_ROOT/tools/ferretdb" && GOFLAGS=-mod=mod go mod download -json "$dep@$dep_version" |
-        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-      if [ -z "$dep_version" ] || [ ! -d "$dep_src" ] ||
-        ! { mkdir -p "$scratch/deps/$dep" && cp -R "$dep_src/." "$scratch/deps/$dep" && chmod -R u+w "$scratch/deps/$dep"; }; then
-        rm -rf "$scratch"
-        die "could not copy $dep ${dep_version:-(not pinned in tools/ferretdb/go.mod)} to patch it"
-      fi
-      for patch in "$deps/$dep"/*.patch; do
-        if ! (cd "$scratch/deps/$dep" && patch -p1 --forward --batch --silent <"$patch"); then
-          rm -rf "$scratch"
-          die "$patch does not apply to $dep $dep_version (update the patch for that version)"
-        fi
-      done
+      copy_patched_module "$dep" "$(go_tool_version ferretdb "$dep")" "$scratch/deps/$dep" "$scratch" \
+        "$deps/$dep"/*.patch
       printf 'replace %s => %s\n' "$dep" "$scratch/deps/$dep" >>"$scratch/go.mod"
     done
     mkdir -p "$(dirname "$bin")"
