@@ -4,8 +4,10 @@
 //! binaries come from PATH, as `./scripts/test` sets it.
 
 use std::{
+    fs::{File, OpenOptions},
+    io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -42,12 +44,25 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) -> Result<()> {
     bail!("{what} did not listen on {port} within 30 s")
 }
 
-/// A server process that is killed when dropped.
+/// Lines of a server's log quoted when it fails to start.
+const LOG_TAIL_LINES: usize = 20;
+
+/// The last `lines` lines of the file at `path` (empty when unreadable).
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A server process that is killed when dropped. Its output (stdout and
+/// stderr) goes to `log`, appended at each start, and a start that fails
+/// quotes the log's end: a server that exits says why.
 struct Server {
     name: &'static str,
     program: &'static str,
     args: Vec<String>,
     port: u16,
+    log: PathBuf,
     child: Option<Child>,
 }
 
@@ -62,11 +77,18 @@ impl Server {
         if self.child.is_some() {
             return Ok(());
         }
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        writeln!(log, "--- {} {}", self.program, self.args.join(" "))?;
+        let stdout: File = log.try_clone()?;
         let child = Command::new(self.program)
             .args(&self.args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(log)
             .spawn()
             .with_context(|| {
                 format!(
@@ -85,7 +107,11 @@ impl Server {
         };
         if let Err(e) = wait_for_port(self.port, child, self.name) {
             self.kill();
-            return Err(e);
+            return Err(anyhow::anyhow!(
+                "{e:#}; the end of its log ({}):\n{}",
+                self.log.display(),
+                tail(&self.log, LOG_TAIL_LINES)
+            ));
         }
         Ok(())
     }
@@ -118,6 +144,7 @@ impl NatsServer {
         let mut server = Server {
             name: "nats-server",
             program: "nats-server",
+            log: store.join("nats-server.log"),
             args: vec![
                 "-a".into(),
                 "127.0.0.1".into(),
@@ -206,6 +233,7 @@ impl NatsCluster {
             let server = Server {
                 name: "nats-server",
                 program: "nats-server",
+                log: dir.join(format!("{name}.log")),
                 args: vec!["-c".into(), config.display().to_string()],
                 port: client,
                 child: None,
@@ -266,6 +294,7 @@ impl FerretDb {
         let mut server = Server {
             name: "ferretdb",
             program: "ferretdb",
+            log: dir.join("ferretdb.log"),
             args: vec![
                 format!("--listen-addr=127.0.0.1:{port}"),
                 "--handler=sqlite".into(),
@@ -294,5 +323,48 @@ impl FerretDb {
     /// When ferretdb cannot be started.
     pub fn restart(&mut self) -> Result<()> {
         self.0.start()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_exits_before_listening_quotes_the_end_of_its_log() {
+        let dir = scratch_dir("exits");
+        let mut server = Server {
+            name: "sh",
+            program: "sh",
+            args: vec![
+                "-c".into(),
+                // Printed text the command line does not hold: the log
+                // starts each run with the command line.
+                "echo started $((1 + 1)); echo cannot listen on port $((80 + 1)) >&2; exit 3"
+                    .into(),
+            ],
+            port: free_port(),
+            log: dir.join("sh.log"),
+            child: None,
+        };
+        let error = format!("{:#}", server.start().expect_err("sh exits at once"));
+        assert!(error.contains("sh exited with exit status: 3"), "{error}");
+        assert!(error.contains("\nstarted 2\n"), "{error}");
+        assert!(error.contains("\ncannot listen on port 81"), "{error}");
+
+        // A second start appends to the same log.
+        let _ = server.start();
+        let log = std::fs::read_to_string(dir.join("sh.log")).unwrap_or_default();
+        assert_eq!(log.matches("cannot listen on port 81").count(), 2, "{log}");
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = scratch_dir("tail");
+        let path = dir.join("log");
+        std::fs::write(&path, "1\n2\n3\n4\n").unwrap();
+        assert_eq!(tail(&path, 2), "3\n4");
+        assert_eq!(tail(&path, 10), "1\n2\n3\n4");
+        assert_eq!(tail(&dir.join("missing"), 2), "");
     }
 }
