@@ -30,7 +30,7 @@
 use std::{
     collections::{HashMap, HashSet},
     future::Future,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
@@ -224,6 +224,7 @@ impl Consumer {
 fn route(message: Message, workers: usize) -> (usize, Task) {
     match UserEvent::decode(&message.payload) {
         Ok(event) => {
+            metrics::histogram!("sync_delivery_seconds").record(since_commit(&event));
             let shard = usize::try_from(event.payload.id.unsigned_abs()).unwrap_or(0) % workers;
             (shard, Task::Event(message, Box::new(event)))
         }
@@ -299,7 +300,10 @@ async fn write_batch(
 
     if !inserts.is_empty() {
         let events: Vec<&UserEvent> = inserts.iter().map(|(_, event)| event.as_ref()).collect();
-        match store.insert_new(&events).await {
+        let started = Instant::now();
+        let inserted = store.insert_new(&events).await;
+        record_write("insert", started);
+        match inserted {
             Ok(inserted) => {
                 for ((message, event), inserted) in inserts.into_iter().zip(inserted) {
                     if inserted {
@@ -318,7 +322,10 @@ async fn write_batch(
 
     if !updates.is_empty() {
         let events: Vec<&UserEvent> = updates.iter().map(|(_, event)| event.as_ref()).collect();
-        let written = match store.update_newer(&events).await {
+        let started = Instant::now();
+        let written = store.update_newer(&events).await;
+        record_write("update", started);
+        let written = match written {
             Ok(written) => written,
             Err(e) => {
                 store_failed(&e);
@@ -491,10 +498,21 @@ async fn applied(known: &mut Known, message: &Message, event: &UserEvent) {
 }
 
 fn record_latency(event: &UserEvent) {
-    let latency = (Utc::now() - event.occurred_at)
+    metrics::histogram!("sync_latency_seconds").record(since_commit(event));
+}
+
+/// Seconds since `event`'s change committed (0 if this clock is behind).
+fn since_commit(event: &UserEvent) -> f64 {
+    (Utc::now() - event.occurred_at)
         .to_std()
-        .unwrap_or_default();
-    metrics::histogram!("sync_latency_seconds").record(latency.as_secs_f64());
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// How long one batch command (`insert` or `update`) took MongoDB.
+fn record_write(command: &'static str, started: Instant) {
+    metrics::histogram!("sync_write_seconds", "command" => command)
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn store_failed(error: &mongodb::error::Error) {
@@ -579,6 +597,14 @@ pub fn register_metrics() {
     describe_histogram!(
         "sync_latency_seconds",
         "Time from the source commit to the MongoDB write."
+    );
+    describe_histogram!(
+        "sync_delivery_seconds",
+        "Time from the source commit to the event's arrival here."
+    );
+    describe_histogram!(
+        "sync_write_seconds",
+        "Time one batch command took MongoDB, by command (insert, update)."
     );
     describe_counter!(
         "sync_store_errors_total",
