@@ -44,7 +44,7 @@ use anyhow::{Context, Result};
 use goose::prelude::*;
 use propagation::{Tracker, lock, percentile_ms};
 use report::{HttpMs, PropagationMs, ServiceSync, Summary};
-use service_metrics::{Histogram, SyncLatencyMs};
+use service_metrics::SyncHistograms;
 use settings::Settings;
 use workload::Mix;
 
@@ -96,12 +96,12 @@ fn attack(settings: &Settings) -> Result<GooseAttack> {
         .set_default(GooseDefault::NoWebSocket, true)?)
 }
 
-/// Reads notification-service's `sync_latency_seconds` from every instance;
-/// None (with a warning) when one cannot be read.
+/// Reads notification-service's sync histograms from every instance; None
+/// (with a warning) when one cannot be read.
 async fn read_service_metrics(
     http: &reqwest::Client,
     settings: &Settings,
-) -> Option<Vec<Histogram>> {
+) -> Option<Vec<SyncHistograms>> {
     match service_metrics::read(http, &settings.notifications_metrics).await {
         Ok(buckets) => Some(buckets),
         Err(e) => {
@@ -111,12 +111,20 @@ async fn read_service_metrics(
     }
 }
 
-/// The service's sync percentiles between two reads, if both succeeded.
+/// The service's sync percentiles between two reads, if both succeeded and
+/// it applied events in between, with its stages.
 fn service_sync(
-    before: Option<&[Histogram]>,
-    after: Option<&[Histogram]>,
-) -> Option<SyncLatencyMs> {
-    SyncLatencyMs::over(before?, after?)
+    before: Option<&[SyncHistograms]>,
+    after: Option<&[SyncHistograms]>,
+    includes_baseline_writes: bool,
+) -> Option<ServiceSync> {
+    let (before, after) = (before?, after?);
+    Some(ServiceSync {
+        ms: service_metrics::stage(before, after, |h| &h.latency)?,
+        delivery_ms: service_metrics::stage(before, after, |h| &h.delivery),
+        write_command_ms: service_metrics::stage(before, after, |h| &h.write),
+        includes_baseline_writes,
+    })
 }
 
 /// Writes `contents` to `dir/name`, returning the path.
@@ -251,11 +259,8 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             service_sync_latency_ms: service_sync(
                 metrics_before.as_deref(),
                 metrics_after.as_deref(),
-            )
-            .map(|ms| ServiceSync {
-                ms,
                 includes_baseline_writes,
-            }),
+            ),
             propagation_timeouts: tracker.timeouts.load(Ordering::Relaxed),
             converged_after_s,
             unwatched_writes: tracker.unwatched.load(Ordering::Relaxed),

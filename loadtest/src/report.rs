@@ -31,6 +31,12 @@ pub struct PropagationMs {
 pub struct ServiceSync {
     #[serde(flatten)]
     pub ms: SyncLatencyMs,
+    /// Its first stage, `sync_delivery_seconds`: commit to the event's
+    /// arrival at notification-service (null from a service without it).
+    pub delivery_ms: Option<SyncLatencyMs>,
+    /// `sync_write_seconds`: each batch command's time in MongoDB; `events`
+    /// counts commands, each writing one event or more.
+    pub write_command_ms: Option<SyncLatencyMs>,
     /// The raw-SQL baseline ran before the last read of the metrics (right
     /// after the load), so its writes are among the events.
     pub includes_baseline_writes: bool,
@@ -138,6 +144,13 @@ impl Summary {
                     ""
                 }
             );
+            if let (Some(d), Some(w)) = (&sync.delivery_ms, &sync.write_command_ms) {
+                let _ = writeln!(
+                    out,
+                    "  of which       delivery (commit to arrival) mean {:.2} ms  p50 {:.2} ms  p99 {:.2} ms; each MongoDB write command mean {:.2} ms  p50 {:.2} ms  p99 {:.2} ms over {} commands",
+                    d.mean, d.p50, d.p99, w.mean, w.p50, w.p99, w.events
+                );
+            }
         }
         match (self.raw_sql_rps, self.write_efficiency) {
             (Some(raw), Some(efficiency)) => {
@@ -368,6 +381,22 @@ mod tests {
                     events: 1_000,
                     instances: 2,
                 },
+                delivery_ms: Some(SyncLatencyMs {
+                    mean: 2.0,
+                    p50: 1.5,
+                    p90: 3.0,
+                    p99: 5.0,
+                    events: 1_000,
+                    instances: 2,
+                }),
+                write_command_ms: Some(SyncLatencyMs {
+                    mean: 1.8,
+                    p50: 1.6,
+                    p90: 2.5,
+                    p99: 4.0,
+                    events: 700,
+                    instances: 2,
+                }),
                 includes_baseline_writes: true,
             }),
             propagation_timeouts: 0,
@@ -404,6 +433,11 @@ mod tests {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["service_sync_latency_ms"]["p99"], 9.0);
+        assert_eq!(json["service_sync_latency_ms"]["delivery_ms"]["p50"], 1.5);
+        assert_eq!(
+            json["service_sync_latency_ms"]["write_command_ms"]["events"],
+            700
+        );
         assert_eq!(
             json["service_sync_latency_ms"]["includes_baseline_writes"],
             true
@@ -415,6 +449,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("write p50 2.00 ms"), "{text}");
+        assert!(
+            text.contains("delivery (commit to arrival) mean 2.00 ms  p50 1.50 ms"),
+            "{text}"
+        );
         assert!(text.contains("CPU per write     postgres 0.500"), "{text}");
     }
 

@@ -1,14 +1,19 @@
 //! notification-service's own view of the sync: its `sync_latency_seconds`
-//! histogram (source commit to MongoDB write), read from `/metrics` before and
-//! after the run; the bucket counts' difference gives the run's percentiles,
-//! estimated as Prometheus's `histogram_quantile` does (linear within a
-//! bucket). Several instances (`LOADTEST_NOTIFICATIONS_METRICS`) are added up.
+//! histogram (source commit to MongoDB write) and the two stages it splits
+//! into, `sync_delivery_seconds` (commit to the event's arrival) and
+//! `sync_write_seconds` (each batch command's time in MongoDB), read from
+//! `/metrics` before and after the run; the bucket counts' difference gives
+//! the run's percentiles, estimated as Prometheus's `histogram_quantile` does
+//! (linear within a bucket). Several instances
+//! (`LOADTEST_NOTIFICATIONS_METRICS`) are added up.
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-/// The histogram read.
+/// The histograms read.
 pub const SYNC_LATENCY: &str = "sync_latency_seconds";
+pub const SYNC_DELIVERY: &str = "sync_delivery_seconds";
+pub const SYNC_WRITE: &str = "sync_write_seconds";
 
 /// A cumulative histogram: (upper bound `le`, observations at most that),
 /// by rising bound, the last being `+Inf`.
@@ -284,11 +289,45 @@ impl SyncLatencyMs {
     }
 }
 
-/// Reads [`SYNC_LATENCY`] from each base URL's `/metrics`.
+/// One instance's sync histograms. A service too old to export a stage
+/// reads as an empty histogram for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncHistograms {
+    /// [`SYNC_LATENCY`]: commit to copy, one observation per event applied.
+    pub latency: Histogram,
+    /// [`SYNC_DELIVERY`]: commit to arrival, one per event received.
+    pub delivery: Histogram,
+    /// [`SYNC_WRITE`]: one per batch command, all commands added up.
+    pub write: Histogram,
+}
+
+impl SyncHistograms {
+    fn parse(text: &str) -> Result<Self> {
+        Ok(Self {
+            latency: parse_histogram(text, SYNC_LATENCY)?,
+            delivery: parse_histogram(text, SYNC_DELIVERY)?,
+            write: parse_histogram(text, SYNC_WRITE)?,
+        })
+    }
+}
+
+/// The percentiles of one of the histograms (`pick`) between two reads of
+/// every instance; None when it observed nothing.
+pub fn stage(
+    before: &[SyncHistograms],
+    after: &[SyncHistograms],
+    pick: fn(&SyncHistograms) -> &Histogram,
+) -> Option<SyncLatencyMs> {
+    let before: Vec<Histogram> = before.iter().map(|h| pick(h).clone()).collect();
+    let after: Vec<Histogram> = after.iter().map(|h| pick(h).clone()).collect();
+    SyncLatencyMs::over(&before, &after)
+}
+
+/// Reads the [`SyncHistograms`] from each base URL's `/metrics`.
 ///
 /// # Errors
-/// When an instance does not answer, or its histogram does not parse.
-pub async fn read(http: &reqwest::Client, base_urls: &[String]) -> Result<Vec<Histogram>> {
+/// When an instance does not answer, or a histogram does not parse.
+pub async fn read(http: &reqwest::Client, base_urls: &[String]) -> Result<Vec<SyncHistograms>> {
     let mut out = Vec::with_capacity(base_urls.len());
     for base in base_urls {
         let url = format!("{base}/metrics");
@@ -301,7 +340,7 @@ pub async fn read(http: &reqwest::Client, base_urls: &[String]) -> Result<Vec<Hi
             .text()
             .await
             .with_context(|| format!("reading {url}"))?;
-        out.push(parse_histogram(&text, SYNC_LATENCY).with_context(|| format!("in {url}"))?);
+        out.push(SyncHistograms::parse(&text).with_context(|| format!("in {url}"))?);
     }
     Ok(out)
 }
@@ -407,6 +446,40 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
         assert_eq!(SyncLatencyMs::over(&before[..1], &before[..1]), None);
     }
 
+    #[test]
+    fn each_stage_is_read_apart_and_the_write_commands_added_up() {
+        let text = |delivered: u32, inserts: u32| {
+            let insert_sum = 0.002 * f64::from(inserts);
+            format!(
+                "sync_latency_seconds_bucket{{le=\"0.01\"}} {delivered}\n\
+                 sync_latency_seconds_bucket{{le=\"+Inf\"}} {delivered}\n\
+                 sync_latency_seconds_sum 0.02\n\
+                 sync_delivery_seconds_bucket{{le=\"0.001\"}} {delivered}\n\
+                 sync_delivery_seconds_bucket{{le=\"+Inf\"}} {delivered}\n\
+                 sync_delivery_seconds_sum 0.001\n\
+                 sync_write_seconds_bucket{{command=\"insert\",le=\"0.002\"}} {inserts}\n\
+                 sync_write_seconds_bucket{{command=\"insert\",le=\"+Inf\"}} {inserts}\n\
+                 sync_write_seconds_sum{{command=\"insert\"}} {insert_sum}\n\
+                 sync_write_seconds_bucket{{command=\"update\",le=\"0.002\"}} 1\n\
+                 sync_write_seconds_bucket{{command=\"update\",le=\"+Inf\"}} 2\n\
+                 sync_write_seconds_sum{{command=\"update\"}} 0.006\n"
+            )
+        };
+        let before = [SyncHistograms::parse(&text(0, 0)).expect("parses")];
+        let after = [SyncHistograms::parse(&text(4, 2)).expect("parses")];
+        let delivery = stage(&before, &after, |h| &h.delivery).expect("deliveries");
+        assert_eq!(delivery.events, 4);
+        assert!(delivery.p99 <= 1.0, "{delivery:?}");
+        // Both commands' series in one histogram; only the two inserts
+        // came after the first read (2 ms each).
+        let write = stage(&before, &after, |h| &h.write).expect("commands");
+        assert_eq!(write.events, 2);
+        assert!(close(write.mean, 2.0), "{write:?}");
+        let latency = stage(&before, &after, |h| &h.latency).expect("events");
+        assert_eq!(latency.events, 4);
+        assert_eq!(stage(&before, &before, |h| &h.write), None);
+    }
+
     /// A server answering `GET /metrics` with `body`, and 404 otherwise.
     async fn metrics_server(body: &'static str) -> String {
         crate::test_server::serve(move |line| {
@@ -431,8 +504,10 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
             .await
             .expect("read");
         assert_eq!(buckets.len(), 2);
-        assert_eq!(buckets[1].buckets.0, [(0.01, 3.0), (INF, 4.0)]);
-        assert!(close(buckets[1].sum, 0.02), "{:?}", buckets[1]);
+        assert_eq!(buckets[1].latency.buckets.0, [(0.01, 3.0), (INF, 4.0)]);
+        assert!(close(buckets[1].latency.sum, 0.02), "{:?}", buckets[1]);
+        // A service without the stage histograms: they read as empty.
+        assert_eq!(buckets[1].delivery, Histogram::default());
         let error = read(&http, &[base, "http://127.0.0.1:9".into()])
             .await
             .expect_err("nothing listens on port 9");
@@ -443,6 +518,6 @@ outbox_publish_duration_seconds_bucket{le="0.01"} 7
         // Nothing applied yet: the exporter writes no histogram at all.
         let fresh = metrics_server("sync_events_total{outcome=\"applied\"} 0\n").await;
         let buckets = read(&http, &[fresh]).await.expect("read");
-        assert_eq!(buckets[0], Histogram::default());
+        assert_eq!(buckets[0], SyncHistograms::default());
     }
 }

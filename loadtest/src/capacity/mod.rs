@@ -289,6 +289,7 @@ async fn run_step(
         service_sync_latency_ms: crate::service_sync(
             metrics_before.as_deref(),
             metrics_after.as_deref(),
+            false,
         ),
         cost,
     };

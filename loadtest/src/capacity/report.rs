@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{schedule::StepKind, verdict::Criteria};
-use crate::{cost, service_metrics::SyncLatencyMs};
+use crate::{cost, report::ServiceSync};
 
 /// One step, as `capacity_steps` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -39,8 +39,9 @@ pub struct Step {
     pub why_not: Option<String>,
     /// Client-seen write latency p50 (the pacer's wait excluded).
     pub write_p50_ms: f64,
-    /// notification-service's own `sync_latency_seconds` over the step.
-    pub service_sync_latency_ms: Option<SyncLatencyMs>,
+    /// notification-service's own `sync_latency_seconds` over the step, and
+    /// its stages.
+    pub service_sync_latency_ms: Option<ServiceSync>,
     #[serde(flatten)]
     pub cost: cost::Report,
 }
