@@ -1,9 +1,9 @@
 //! The durable JetStream consumer that keeps the copy in sync.
 //!
 //! A dispatcher pulls messages and hands each to one of N workers chosen by
-//! user id, so within an instance the events of one user are applied one at
-//! a time and in delivery order (no compare-and-set lost to a sibling
-//! worker). Several instances may pull from the one durable consumer: each
+//! user id (one by default: see [`crate::config::DEFAULT_WORKERS`]), so within
+//! an instance the events of one user are applied one at a time and in
+//! delivery order (no compare-and-set lost to a sibling worker). Several instances may pull from the one durable consumer: each
 //! write is a compare-and-set on the copy's version, so one user's events
 //! applied by two instances at once still leave the newest. A message is acknowledged only after MongoDB
 //! has its effect, or a newer event of its user is about to replace it (see
@@ -161,7 +161,12 @@ impl Consumer {
         for _ in 0..self.config.workers {
             let (tx, rx) = mpsc::channel(capacity);
             queues.push(tx);
-            workers.spawn(work(rx, self.store.clone(), workers_stopped.clone()));
+            workers.spawn(work(
+                rx,
+                self.store.clone(),
+                workers_stopped.clone(),
+                KNOWN_MAX / self.config.workers,
+            ));
         }
 
         // Beside the pulls, never in their way: while NATS elects a new
@@ -235,12 +240,14 @@ fn route(message: Message, workers: usize) -> (usize, Task) {
 /// Most tasks a worker takes from its queue at once.
 const BATCH: usize = 256;
 
+/// `known_max`: how many copies' versions it may remember.
 async fn work(
     mut queue: mpsc::Receiver<Task>,
     store: NotificationStore,
     stopping: tokio::sync::watch::Receiver<bool>,
+    known_max: usize,
 ) {
-    let mut known = Known::new(KNOWN_MAX);
+    let mut known = Known::new(known_max);
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let mut writes = Vec::new();
@@ -372,8 +379,9 @@ fn plan(known: Option<i64>, event: &UserEvent, created_here: bool) -> Plan {
     }
 }
 
-/// Most copies a worker remembers the version of (about 40 bytes each).
-const KNOWN_MAX: usize = 200_000;
+/// Most copies an instance's workers remember the version of, shared among
+/// them (about 40 bytes each).
+const KNOWN_MAX: usize = 1_600_000;
 
 /// The version of each copy a worker last wrote or read.
 ///
