@@ -3,11 +3,12 @@
 //! A dispatcher pulls messages and hands each to one of N workers chosen by
 //! user id (one by default: see [`crate::config::DEFAULT_WORKERS`]), so within
 //! an instance the events of one user are applied one at a time and in
-//! delivery order (no compare-and-set lost to a sibling worker). Several instances may pull from the one durable consumer: each
-//! write is a compare-and-set on the copy's version, so one user's events
-//! applied by two instances at once still leave the newest. A message is acknowledged only after MongoDB
-//! has its effect, or a newer event of its user is about to replace it (see
-//! below). When MongoDB fails, the worker retries the same message
+//! delivery order (no compare-and-set lost to a sibling worker). Several
+//! instances may pull from the one durable consumer: each write is a
+//! compare-and-set on the copy's version, so one user's events applied by two
+//! instances at once still leave the newest. A message is acknowledged only
+//! after MongoDB has its effect, or a newer event of its user is about to
+//! replace it (see below). When MongoDB fails, the worker retries the same message
 //! with backoff, telling JetStream it is still working on it, so nothing is
 //! dropped and the user's later events wait behind it. Messages that can
 //! never be applied (not JSON, unknown type) are stored as dead letters and
