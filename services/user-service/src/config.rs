@@ -14,6 +14,7 @@
 //! | `NATS_PUBLISH_TIMEOUT_MS` | `5000` (wait for a publish ack before retrying later) |
 //! | `OUTBOX_SWEEP_INTERVAL_MS` | `1000` |
 //! | `OUTBOX_BATCH_SIZE` | `256` |
+//! | `OUTBOX_STAMP_DELAY_MS` | `100` (acknowledged hand-offs are stamped together; less than the sweep interval) |
 //! | `OUTBOX_RETENTION_SECS` | `86400` (published rows kept 1 day) |
 
 use std::{net::SocketAddr, time::Duration};
@@ -29,6 +30,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_BATCH_SIZE: i64 = 256;
+pub const DEFAULT_STAMP_DELAY: Duration = Duration::from_millis(100);
 pub const DEFAULT_OUTBOX_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
@@ -54,6 +56,11 @@ pub struct RelayConfig {
     /// prove the sweep is needed set `0` here to turn it off.
     pub sweep_interval: Duration,
     pub batch_size: i64,
+    /// How long the row of an acknowledged hand-off may wait for its stamp,
+    /// so that one statement stamps the rows of many publishes (a batch's
+    /// worth stamps at once; `0` stamps after each publish). Less than
+    /// `sweep_interval`: other relays' sweeps take rows older than that.
+    pub stamp_delay: Duration,
     /// How long the relay waits for JetStream to acknowledge a publish.
     pub publish_timeout: Duration,
     /// How long published rows stay in the outbox before they are deleted.
@@ -70,6 +77,7 @@ impl Config {
     /// # Errors
     /// When a variable is set to a value that does not parse.
     pub fn from_vars(vars: &Vars) -> Result<Self> {
+        let sweep_interval = sweep_interval(vars)?;
         Ok(Self {
             addr: vars.parse("USER_SERVICE_ADDR", DEFAULT_ADDR.parse()?)?,
             database_url: vars.string("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -78,7 +86,8 @@ impl Config {
             request_timeout: vars.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             nats: NatsConfig::from_vars(vars, events::SUBJECT, events::STREAM)?,
             relay: RelayConfig {
-                sweep_interval: sweep_interval(vars)?,
+                sweep_interval,
+                stamp_delay: stamp_delay(vars, sweep_interval)?,
                 batch_size: vars.parse("OUTBOX_BATCH_SIZE", DEFAULT_BATCH_SIZE)?.max(1),
                 publish_timeout: vars.millis("NATS_PUBLISH_TIMEOUT_MS", DEFAULT_PUBLISH_TIMEOUT)?,
                 retention: Duration::from_secs(
@@ -99,6 +108,22 @@ fn sweep_interval(vars: &Vars) -> Result<Duration> {
         "OUTBOX_SWEEP_INTERVAL_MS must be at least 1: the sweep publishes the changes no request handed over"
     );
     Ok(interval)
+}
+
+/// `OUTBOX_STAMP_DELAY_MS`, less than the sweep interval: a row published
+/// but not yet stamped when it is a sweep interval old is taken by the
+/// sweeps of other instances and published again (a duplicate, dropped, but
+/// work for nothing).
+fn stamp_delay(vars: &Vars, sweep_interval: Duration) -> Result<Duration> {
+    let delay = vars.millis("OUTBOX_STAMP_DELAY_MS", DEFAULT_STAMP_DELAY)?;
+    anyhow::ensure!(
+        delay < sweep_interval,
+        "OUTBOX_STAMP_DELAY_MS ({} ms) must be less than OUTBOX_SWEEP_INTERVAL_MS ({} ms): \
+         other instances' sweeps take rows older than that, stamped or not",
+        delay.as_millis(),
+        sweep_interval.as_millis()
+    );
+    Ok(delay)
 }
 
 #[cfg(test)]
@@ -128,6 +153,26 @@ mod tests {
         assert_eq!(config.addr.port(), 9000);
         assert_eq!(config.nats.subject, "t1.user.events");
         assert_eq!(config.relay.sweep_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_stamp_delay_must_be_shorter_than_the_sweep_interval() {
+        let config = Config::from_vars(&Vars::from_pairs([])).unwrap();
+        assert_eq!(config.relay.stamp_delay, Duration::from_millis(100));
+        let config =
+            Config::from_vars(&Vars::from_pairs([("OUTBOX_STAMP_DELAY_MS", "0")])).unwrap();
+        assert!(config.relay.stamp_delay.is_zero(), "0 stamps at once");
+        let err = Config::from_vars(&Vars::from_pairs([
+            ("OUTBOX_SWEEP_INTERVAL_MS", "500"),
+            ("OUTBOX_STAMP_DELAY_MS", "500"),
+        ]))
+        .expect_err("a delay as long as the sweep interval is refused");
+        assert!(
+            err.to_string().contains(
+                "OUTBOX_STAMP_DELAY_MS (500 ms) must be less than OUTBOX_SWEEP_INTERVAL_MS (500 ms)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

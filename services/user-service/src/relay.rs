@@ -2,8 +2,13 @@
 //!
 //! A handler hands the event it committed to the relay ([`Handoff`]), which
 //! publishes it at once and stamps its row once JetStream acknowledged it (a
-//! `duplicate` ack counts: the stream already has it): one statement after
-//! the publish, none before. Every row a hand-off did not stamp still goes
+//! `duplicate` ack counts: the stream already has it): nothing is read before
+//! the publish, and one statement after it stamps the rows of every
+//! publish acknowledged within the stamp delay (`OUTBOX_STAMP_DELAY_MS`),
+//! or of a batch's worth, whichever comes first; a drain or sweep stamps
+//! the waiting rows first. A row whose stamp is lost (a crash, a failed
+//! statement) is published again: a duplicate, dropped. Every row a
+//! hand-off did not stamp still goes
 //! out: at start-up the relay drains the whole outbox, and a periodic sweep
 //! drains rows older than one sweep interval (younger ones may be a hand-off
 //! in flight), so a crash between commit and publish, a request cancelled
@@ -94,6 +99,10 @@ pub struct Relay {
     /// A publish, stamp or drain failed since the last drain of the whole
     /// outbox succeeded: hand-offs and sweeps drain the whole outbox.
     behind: bool,
+    /// Events JetStream acknowledged whose rows are not stamped yet, and
+    /// when they are to be.
+    unstamped: Vec<Uuid>,
+    stamp_due: Option<tokio::time::Instant>,
 }
 
 /// What one drain did.
@@ -119,6 +128,8 @@ impl Relay {
             inbox,
             stream_ready: false,
             behind: true,
+            unstamped: Vec::new(),
+            stamp_due: None,
         }
     }
 
@@ -161,6 +172,7 @@ impl Relay {
                     }
                 }
                 () = overflow.notified() => self.catch_up().await,
+                () = until(self.stamp_due) => self.stamp_acknowledged().await,
                 _ = tick(sweep.as_mut()) => {
                     if self.behind {
                         self.catch_up().await;
@@ -184,7 +196,8 @@ impl Relay {
     }
 
     /// Publishes `first` and the events handed over after it (a batch at
-    /// most), then stamps the rows of those JetStream acknowledged.
+    /// most); the rows of those JetStream acknowledged are stamped with the
+    /// next stamp (at once when a batch's worth waits, or a publish failed).
     async fn publish_handed(&mut self, first: UserEvent) {
         let mut events = vec![first];
         let limit = usize::try_from(self.config.batch_size).unwrap_or(usize::MAX);
@@ -202,19 +215,37 @@ impl Relay {
             })
             .collect();
         let (acked, result) = self.publish(&outgoing).await;
-        let event_ids: Vec<Uuid> = acked.indices.iter().map(|&i| events[i].event_id).collect();
-        let stamped = outbox::stamp(&self.pool, &event_ids).await;
-        let failure = match (result, stamped) {
-            (Ok(()), Ok(_)) => return,
-            (Err(e), Ok(_)) => e,
-            (Ok(()), Err(stamp)) => anyhow::Error::new(stamp).context("stamping published rows"),
-            (Err(e), Err(stamp)) => e.context(format!("and stamping the rest failed: {stamp}")),
-        };
-        tracing::warn!(
-            error = format!("{failure:#}"),
-            "outbox relay could not publish handed-over events; draining the outbox instead"
-        );
-        self.behind = true;
+        self.unstamped
+            .extend(acked.indices.iter().map(|&i| events[i].event_id));
+        if let Err(e) = result {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "outbox relay could not publish handed-over events; draining the outbox instead"
+            );
+            self.behind = true;
+            return self.stamp_acknowledged().await;
+        }
+        if self.unstamped.len() >= limit || self.config.stamp_delay.is_zero() {
+            self.stamp_acknowledged().await;
+        } else if self.stamp_due.is_none() {
+            self.stamp_due = Some(tokio::time::Instant::now() + self.config.stamp_delay);
+        }
+    }
+
+    /// Stamps, in one statement, the rows of the events JetStream
+    /// acknowledged since the last stamp. When that fails they stay
+    /// unpublished, and the relay drains the outbox (publishing them again,
+    /// as duplicates) instead of publishing hand-offs.
+    async fn stamp_acknowledged(&mut self) {
+        self.stamp_due = None;
+        let event_ids = std::mem::take(&mut self.unstamped);
+        if let Err(e) = outbox::stamp(&self.pool, &event_ids).await {
+            tracing::warn!(
+                error = %e,
+                "outbox relay could not stamp published rows; draining the outbox instead"
+            );
+            self.behind = true;
+        }
     }
 
     /// Drains the whole outbox, dropping the hand-offs waiting (their rows
@@ -265,8 +296,13 @@ impl Relay {
         self.drain_older_than(Duration::ZERO).await
     }
 
-    /// [`Self::drain`], of the rows written at least `min_age` ago.
+    /// [`Self::drain`], of the rows written at least `min_age` ago. The
+    /// rows of acknowledged hand-offs are stamped first, so as not to be
+    /// published again.
     async fn drain_older_than(&mut self, min_age: Duration) -> Result<Drained> {
+        if !self.unstamped.is_empty() {
+            self.stamp_acknowledged().await;
+        }
         let mut total = Drained::default();
         loop {
             let mut tx = self.pool.begin().await.context("reading the outbox")?;
@@ -445,7 +481,7 @@ pub fn register_metrics() {
     );
     describe_gauge!(
         "outbox_unpublished",
-        "Outbox rows not yet acknowledged by JetStream."
+        "Outbox rows not yet stamped published (an acknowledged one waits up to the stamp delay)."
     );
     describe_gauge!(
         "outbox_oldest_unpublished_age_seconds",
@@ -488,6 +524,14 @@ struct Outgoing<'a> {
 struct Acked {
     indices: Vec<usize>,
     duplicates: usize,
+}
+
+/// Completes at `due`; never, when nothing is due (`None`).
+async fn until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// The sweep's next tick; never, when the sweep is off (`None`).

@@ -446,6 +446,102 @@ async fn hand_offs_beyond_the_relays_capacity_are_drained_from_the_outbox() {
     running.await.expect("the relay stops");
 }
 
+/// A relay taking hand-offs on `config`, running until the returned sender
+/// is used (or dropped); the handle ends when it has stopped. Returns once
+/// its start-up drain is over (it would take the hand-offs' rows, and drop
+/// the hand-offs): a row committed before the start is in the stream.
+async fn running_relay(
+    store: &UserStore,
+    config: &user_service::Config,
+) -> (
+    relay::Handoff,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let draft = UserDraft::parse("Before", "before@example.com").expect("valid");
+    store.create(&draft).await.expect("committed");
+    let (handoff, inbox) = relay::handoff(16);
+    let relay = relay_on(store.pool(), config, &config.nats.url, inbox).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    wait_for_stream_events(&config.nats.url, &config.nats.stream, 1).await;
+    (handoff, stop, running)
+}
+
+/// Creates `n` users after the one [`running_relay`] made, handing each
+/// event over and waiting until the stream has it before the next: each is a
+/// publish of its own. Returns their event ids.
+async fn hand_over_one_by_one(
+    store: &UserStore,
+    config: &user_service::Config,
+    handoff: &relay::Handoff,
+    n: usize,
+) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::new();
+    for k in 0..n {
+        let draft = UserDraft::parse("Stamped", &format!("stamped{k}@example.com")).expect("valid");
+        let (_, event) = store.create(&draft).await.expect("committed");
+        ids.push(event.event_id);
+        handoff.committed(event);
+        wait_for_stream_events(&config.nats.url, &config.nats.stream, k + 2).await;
+    }
+    ids
+}
+
+/// How many transactions last wrote the rows of `event_ids`: rows stamped
+/// by one statement share its transaction id (`xmin`).
+async fn stamping_transactions(pool: &sqlx::PgPool, event_ids: &[uuid::Uuid]) -> i64 {
+    sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM outbox WHERE event_id = ANY($1)")
+        .bind(event_ids)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+/// The rows of hand-offs JetStream acknowledged within the stamp delay wait
+/// for it, then one statement stamps them all; stamped after each publish,
+/// five publishes would take five.
+#[tokio::test]
+async fn hand_offs_acknowledged_within_the_stamp_delay_are_stamped_by_one_statement() {
+    let mut config = test_config(None).await;
+    config.relay.sweep_interval = Duration::ZERO;
+    config.relay.stamp_delay = Duration::from_secs(3);
+    let store = migrated_store(&config).await;
+    let (handoff, stop, running) = running_relay(&store, &config).await;
+
+    let handed = hand_over_one_by_one(&store, &config, &handoff, 5).await;
+    let waiting = unpublished(store.pool()).await;
+    wait_for_unpublished(store.pool(), 0, "the rows stamped after the delay").await;
+    assert!(waiting > 0, "no row waited for its stamp");
+    assert_eq!(
+        stamping_transactions(store.pool(), &handed).await,
+        1,
+        "the five rows were not stamped by one statement"
+    );
+    stop.send(()).expect("the relay runs");
+    running.await.expect("the relay stops");
+}
+
+/// A batch's worth of acknowledged hand-offs is stamped at once, not after
+/// the stamp delay (a minute here, longer than the wait).
+#[tokio::test]
+async fn a_batchs_worth_of_acknowledged_hand_offs_is_stamped_at_once() {
+    let mut config = test_config(None).await;
+    config.relay.sweep_interval = Duration::ZERO;
+    config.relay.stamp_delay = Duration::from_secs(600);
+    config.relay.batch_size = 2;
+    let store = migrated_store(&config).await;
+    let (handoff, stop, running) = running_relay(&store, &config).await;
+
+    let handed = hand_over_one_by_one(&store, &config, &handoff, 2).await;
+    wait_for_unpublished(store.pool(), 0, "a batch's worth stamped at once").await;
+    assert_eq!(stamping_transactions(store.pool(), &handed).await, 1);
+    stop.send(()).expect("the relay runs");
+    running.await.expect("the relay stops");
+}
+
 /// The sweep's claim leaves rows younger than its minimum age (they may be
 /// in flight in a hand-off); the stamp of a hand-off skips rows another
 /// relay holds or stamped, and stamps each row once.
