@@ -105,6 +105,8 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
     let app = TestApp::spawn().await;
     app.create_user("Once", "once@example.com").await;
     app.wait_for_events(1).await;
+    // Stamped (after the stamp delay), so that the reset below undoes it.
+    app.wait_for_outbox_drained("the row to be stamped").await;
     let duplicates_before = app.metrics().value("outbox_duplicate_acks_total").await;
     // As if the relay crashed after the publish but before stamping the row.
     sqlx::query("UPDATE outbox SET published_at = NULL")
