@@ -107,6 +107,12 @@ async fn a_republished_event_is_acknowledged_as_a_duplicate_and_stored_once() {
     app.wait_for_events(1).await;
     // Stamped (after the stamp delay), so that the reset below undoes it.
     app.wait_for_outbox_drained("the row to be stamped").await;
+    // And nothing left in flight to stamp it behind the reset: when the
+    // create landed during the start-up drain, that drain published and
+    // stamped the row, and its hand-off follows, a duplicate whose stamp
+    // comes up to the stamp delay later (and would stamp the reset row
+    // without a republish).
+    tokio::time::sleep(app.config.relay.stamp_delay * 3).await;
     let duplicates_before = app.metrics().value("outbox_duplicate_acks_total").await;
     // As if the relay crashed after the publish but before stamping the row.
     sqlx::query("UPDATE outbox SET published_at = NULL")
