@@ -9,7 +9,10 @@
 //! and changes name and email, as the load's do); by default right after the
 //! load, while notification-service still syncs what the load wrote
 //! ([`When`]). Its own writes are relayed and synced too (user-service's
-//! relay finds them on its sweep, as no handler hands them over).
+//! relay finds them on its sweep, as no handler hands them over). With
+//! notification-service stopped for the whole run ([`SyncState::Stopped`],
+//! `LOADTEST_SYNC=stopped`), neither the load's writes nor the baseline's are
+//! applied: both are the write path alone, the relay's publishes included.
 //!
 //! The SQL is the service's own: the writes go through
 //! `services/user-service/src/store.rs` (`UserStore::create` and
@@ -42,6 +45,19 @@ pub enum When {
     AfterLoad,
     /// Once the copy converged: only the baseline's own writes to sync.
     AfterSettle,
+}
+
+/// Whether notification-service syncs during the run (`LOADTEST_SYNC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// It applies the events as they come: the load and the baseline
+    /// share the cores with it.
+    Running,
+    /// It is stopped for the whole run (the user stopped it): the events
+    /// wait in its durable consumer, and the load and the baseline measure
+    /// the write path alone.
+    Stopped,
 }
 
 /// What the baseline measured.
@@ -165,6 +181,8 @@ fn summarise(latency: &Histogram<u64>, duration: Duration) -> Baseline {
 #[derive(Debug, Clone, Serialize)]
 pub struct Conditions {
     pub when: When,
+    /// Whether notification-service synced during both runs.
+    pub sync: SyncState,
     /// PostgreSQL connections, one client each: goose's users.
     pub connections: usize,
     pub create_weight: usize,
@@ -179,15 +197,16 @@ pub struct Conditions {
 
 impl Conditions {
     pub fn new(
-        when: When,
+        (when, sync): (When, SyncState),
         connections: usize,
         (create_weight, update_weight): (usize, usize),
         baseline: &Baseline,
         http_rate_limit: Option<u64>,
     ) -> Self {
-        let mut note = match when {
-            When::AfterLoad => "raw SQL (user-service's UserStore, store.rs) right after the load, before the drain and the consistency check: notification-service still syncing the load's backlog, and the baseline's own writes",
-            When::AfterSettle => "raw SQL (user-service's UserStore, store.rs) after the copy converged: notification-service syncing only the baseline's own writes",
+        let mut note = match (when, sync) {
+            (_, SyncState::Stopped) => "raw SQL (user-service's UserStore, store.rs) right after the load, notification-service stopped during both (LOADTEST_SYNC=stopped): user-service's relay publishes both runs' events to NATS, nothing applies them",
+            (When::AfterLoad, SyncState::Running) => "raw SQL (user-service's UserStore, store.rs) right after the load, before the drain and the consistency check: notification-service still syncing the load's backlog, and the baseline's own writes",
+            (When::AfterSettle, SyncState::Running) => "raw SQL (user-service's UserStore, store.rs) after the copy converged: notification-service syncing only the baseline's own writes",
         }
         .to_owned();
         note.push_str(&format!(
@@ -200,6 +219,7 @@ impl Conditions {
         }
         Self {
             when,
+            sync,
             connections,
             create_weight,
             update_weight,
@@ -231,9 +251,16 @@ mod tests {
     #[test]
     fn the_conditions_say_when_and_warn_of_a_rate_limit() {
         let b = summarise(&histogram(), Duration::from_secs(10));
-        let c = Conditions::new(When::AfterLoad, 8, (1, 3), &b, Some(50));
+        let c = Conditions::new(
+            (When::AfterLoad, SyncState::Running),
+            8,
+            (1, 3),
+            &b,
+            Some(50),
+        );
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["when"], "after_load");
+        assert_eq!(json["sync"], "running");
         assert_eq!(json["connections"], 8);
         assert!(c.note.contains("right after the load"), "{}", c.note);
         assert!(
@@ -241,8 +268,21 @@ mod tests {
             "{}",
             c.note
         );
-        let c = Conditions::new(When::AfterSettle, 4, (1, 0), &b, None);
+        let c = Conditions::new((When::AfterSettle, SyncState::Running), 4, (1, 0), &b, None);
         assert!(!c.note.contains("rate-limited"), "{}", c.note);
         assert_eq!(serde_json::to_value(&c).unwrap()["when"], "after_settle");
+    }
+
+    #[test]
+    fn the_conditions_say_when_the_sync_was_stopped_for_both() {
+        let b = summarise(&histogram(), Duration::from_secs(10));
+        let c = Conditions::new((When::AfterLoad, SyncState::Stopped), 6, (1, 3), &b, None);
+        assert_eq!(serde_json::to_value(&c).unwrap()["sync"], "stopped");
+        assert!(
+            c.note.contains("notification-service stopped during both"),
+            "{}",
+            c.note
+        );
+        assert!(!c.note.contains("still syncing"), "{}", c.note);
     }
 }

@@ -15,8 +15,13 @@
 //! Only the original contract's endpoints and fields are used, so any
 //! implementation of it can be measured the same way.
 //!
+//! With `LOADTEST_SYNC=stopped` (notification-service stopped beforehand)
+//! nothing is watched or checked: the load and the raw SQL baseline measure
+//! the write path alone.
+//!
 //! Exit status: 0 when the copy equals the source (in capacity mode: when a
-//! step held), 1 otherwise, 2 when the test itself failed.
+//! step held; with the sync stopped: when the run finished), 1 otherwise, 2
+//! when the test itself failed.
 
 mod args;
 mod baseline;
@@ -40,7 +45,8 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use baseline::SyncState;
 use goose::prelude::*;
 use propagation::{Tracker, lock, percentile_ms};
 use report::{HttpMs, PropagationMs, ServiceSync, Summary};
@@ -70,14 +76,44 @@ async fn run() -> Result<bool> {
     }
 }
 
-/// A tracker for the settings' observer.
+/// A tracker for the settings' observer (one that watches no write when the
+/// sync is stopped).
 fn tracker(settings: &Settings) -> Arc<Tracker> {
+    let mut budget = settings.watch;
+    if settings.sync == SyncState::Stopped {
+        budget.writes_per_s = 0;
+    }
     Tracker::new(
         settings.notifications_host.clone(),
         settings.poll_interval,
         settings.propagation_timeout,
-        settings.watch,
+        budget,
     )
+}
+
+/// With `LOADTEST_SYNC=stopped`, makes sure notification-service is stopped:
+/// a run that says so while it syncs would report figures of another
+/// condition. Anything but a successful answer to `/healthz` (refused, no
+/// answer within 2 s, a load balancer's 503 with no instance behind it)
+/// counts as stopped.
+///
+/// # Errors
+/// When it answers.
+async fn ensure_sync_stopped(http: &reqwest::Client, host: &str) -> Result<()> {
+    let url = format!("{host}/healthz");
+    let answer = http
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await;
+    if let Ok(response) = answer
+        && response.status().is_success()
+    {
+        bail!(
+            "LOADTEST_SYNC=stopped, but notification-service answers {url}: stop it first (`process-compose process stop notification-service`; in the cluster profile both instances), or unset LOADTEST_SYNC"
+        );
+    }
+    Ok(())
 }
 
 /// A goose attack running the write mix, with this tool's defaults (goose's
@@ -144,13 +180,20 @@ async fn one_run(settings: &Settings) -> Result<bool> {
     let tracker = tracker(settings);
     workload::init(settings, Arc::clone(&tracker))?;
     let http = reqwest::Client::new();
+    let sync = settings.sync;
+    if sync == SyncState::Stopped {
+        ensure_sync_stopped(&http, &settings.notifications_host).await?;
+    }
     let users_host = args::users_host(&args);
     // The check covers the users this run creates (and so updates): those
     // above the largest id before its first write.
     let checked_after_id = consistency::high_water(&http, &users_host)
         .await
         .context("reading the largest user id before the load")?;
-    let metrics_before = read_service_metrics(&http, settings).await;
+    let metrics_before = match sync {
+        SyncState::Running => read_service_metrics(&http, settings).await,
+        SyncState::Stopped => None,
+    };
 
     let report_file = settings.out_dir.join("report.html");
     let progress = tokio::spawn(propagation::progress(Arc::clone(&tracker)));
@@ -214,26 +257,40 @@ async fn one_run(settings: &Settings) -> Result<bool> {
     let mut raw = baseline(baseline::When::AfterLoad).await;
     let writes_ended = Instant::now();
 
-    eprintln!("waiting for the last writes to arrive…");
-    tracker.drain().await;
-    progress.abort();
-    let consistency = consistency::settle(
-        &http,
-        &users_host,
-        &settings.notifications_host,
-        checked_after_id,
-        settings.settle_timeout,
-    )
-    .await?;
+    let (consistency, metrics_after) = match sync {
+        SyncState::Running => {
+            eprintln!("waiting for the last writes to arrive…");
+            tracker.drain().await;
+            progress.abort();
+            let consistency = consistency::settle(
+                &http,
+                &users_host,
+                &settings.notifications_host,
+                checked_after_id,
+                settings.settle_timeout,
+            )
+            .await?;
+            (
+                Some(consistency),
+                read_service_metrics(&http, settings).await,
+            )
+        }
+        SyncState::Stopped => {
+            progress.abort();
+            (None, None)
+        }
+    };
     let converged_after_s = consistency
-        .in_sync()
-        .then(|| writes_ended.elapsed().as_secs_f64());
-    let metrics_after = read_service_metrics(&http, settings).await;
+        .as_ref()
+        .filter(|c| c.in_sync())
+        .map(|_| writes_ended.elapsed().as_secs_f64());
     let includes_baseline_writes = raw.is_some();
-    if raw.is_none() {
+    if raw.is_none() && sync == SyncState::Running {
         raw = baseline(baseline::When::AfterSettle).await;
     }
 
+    // With the sync stopped there is nothing to check: the run succeeded.
+    let in_sync = consistency.as_ref().is_none_or(events::Drift::in_sync);
     #[allow(clippy::cast_precision_loss)]
     let write_rps = writes as f64 / load_time.as_secs_f64();
     let summary = {
@@ -265,12 +322,13 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             converged_after_s,
             unwatched_writes: tracker.unwatched.load(Ordering::Relaxed),
             observer_reads: tracker.reads.load(Ordering::Relaxed),
+            sync,
             consistency,
             checked_after_id,
             write_efficiency: raw.map(|r| write_rps / r.rps),
             write_efficiency_conditions: raw.map(|r| {
                 baseline::Conditions::new(
-                    settings.baseline_when,
+                    (settings.baseline_when, sync),
                     concurrency,
                     (settings.create_weight, settings.update_weight),
                     &r,
@@ -307,5 +365,41 @@ async fn one_run(settings: &Settings) -> Result<bool> {
         plot_path.display(),
         report_file.display()
     );
-    Ok(consistency.in_sync())
+    Ok(in_sync)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sync_counts_as_stopped_unless_notification_service_answers() {
+        let http = reqwest::Client::new();
+        let up = test_server::serve(|line| {
+            if line.starts_with("GET /healthz ") {
+                ("200 OK", "{}".into())
+            } else {
+                ("404 Not Found", "{}".into())
+            }
+        })
+        .await;
+        let error = ensure_sync_stopped(&http, &up)
+            .await
+            .expect_err("it answers");
+        assert!(
+            format!("{error:#}").contains("process-compose process stop notification-service"),
+            "{error:#}"
+        );
+        let no_instance = test_server::serve(|_| ("503 Service Unavailable", "{}".into())).await;
+        ensure_sync_stopped(&http, &no_instance)
+            .await
+            .expect("a balancer with no instance behind it");
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            format!("http://{}", listener.local_addr().expect("its address"))
+        };
+        ensure_sync_stopped(&http, &closed)
+            .await
+            .expect("nothing listening");
+    }
 }

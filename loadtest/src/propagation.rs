@@ -93,7 +93,7 @@ pub struct Tracker {
 /// How much the observer may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// New writes watched per second.
+    /// New writes watched per second (0: none, with the sync stopped).
     pub writes_per_s: u32,
     /// Reads of the copy per second, all watchers together.
     pub reads_per_s: u32,
@@ -108,7 +108,7 @@ struct Sampler {
 
 impl Sampler {
     fn new(writes_per_s: u32) -> Self {
-        let per_s = f64::from(writes_per_s.max(1));
+        let per_s = f64::from(writes_per_s);
         Self {
             per_s,
             tokens: per_s,
@@ -451,6 +451,34 @@ mod tests {
             "1, 2 and 1 again"
         );
         assert_eq!(tracker.unwatched.load(Ordering::Relaxed), 2, "3 and 4");
+    }
+
+    #[tokio::test]
+    async fn a_budget_of_no_writes_watches_none() {
+        let tracker = Tracker::new(
+            "http://127.0.0.1:9".into(),
+            Duration::from_millis(5),
+            Duration::from_secs(30),
+            Budget {
+                writes_per_s: 0,
+                reads_per_s: 10,
+            },
+        );
+        for id in [1, 2, 1] {
+            tracker.written(
+                Written {
+                    id,
+                    name: "a".into(),
+                    email: "a@example.com".into(),
+                    updated_at: at("2025-05-25T10:00:01Z"),
+                },
+                Duration::from_millis(1),
+            );
+        }
+        assert_eq!(tracker.writes.load(Ordering::Relaxed), 3);
+        assert_eq!(tracker.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(tracker.unwatched.load(Ordering::Relaxed), 3);
+        assert_eq!(tracker.reads.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -6,7 +6,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    baseline, consistency::Consistency, cost, propagation::Sample, service_metrics::SyncLatencyMs,
+    baseline::{self, SyncState},
+    consistency::Consistency,
+    cost,
+    propagation::Sample,
+    service_metrics::SyncLatencyMs,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,12 +65,16 @@ pub struct Summary {
     /// Reads of the copy the observer sent (its polls): load on
     /// notification-service and MongoDB, so counted in their CPU per write.
     pub observer_reads: u64,
+    /// Whether notification-service synced during the run
+    /// (`LOADTEST_SYNC`): `stopped` watches and checks nothing.
+    pub sync: SyncState,
     /// Seconds from the end of the last write (the load's, or the
     /// baseline's when it ran right after the load) to the first check that
     /// found the copy equal to the source; null if it never did within the
     /// settle.
     pub converged_after_s: Option<f64>,
-    pub consistency: Consistency,
+    /// Null when not checked (the sync stopped).
+    pub consistency: Option<Consistency>,
     /// The check covered the users with an id above this: the largest id
     /// before the load (0: every user), so every user the run created or
     /// updated, and not the ones earlier runs left.
@@ -92,8 +100,6 @@ pub struct Summary {
 
 impl Summary {
     pub fn to_terminal(&self) -> String {
-        let p = &self.propagation_ms;
-        let c = &self.consistency;
         let mut out = String::new();
         let _ = writeln!(out, "\n=== user-sync load test ===");
         let limit = self.rate_limit.map_or_else(String::new, |r| {
@@ -109,6 +115,49 @@ impl Summary {
             "write latency     p50 {:.2} ms  p99 {:.2} ms (the service's answer; the pacer's or goose's throttle wait excluded)",
             self.http_ms.p50, self.http_ms.p99
         );
+        if self.sync == SyncState::Stopped {
+            let _ = writeln!(
+                out,
+                "propagation       not measured: notification-service stopped for the run (LOADTEST_SYNC=stopped)"
+            );
+        } else {
+            self.propagation_to_terminal(&mut out);
+        }
+        self.baseline_to_terminal(&mut out);
+        match &self.consistency {
+            Some(c) => {
+                let verdict = if c.in_sync() {
+                    "CONSISTENT"
+                } else {
+                    "INCONSISTENT"
+                };
+                let after = self
+                    .converged_after_s
+                    .map_or_else(String::new, |s| format!(" ({s:.1} s after the last write)"));
+                let scope = match self.checked_after_id {
+                    0 => String::new(),
+                    id => format!(" (the users above id {id}: this run's)"),
+                };
+                let _ = writeln!(
+                    out,
+                    "consistency       {verdict}: checked {} missing {} stale {} extra {}{scope}{after}",
+                    c.checked, c.missing, c.stale, c.extra
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "consistency       not checked: start notification-service again and it applies this run's events from its durable consumer"
+                );
+            }
+        }
+        out.push_str(&self.cost.to_terminal());
+        out
+    }
+
+    /// The observer's and the service's sync latencies.
+    fn propagation_to_terminal(&self, out: &mut String) {
+        let p = &self.propagation_ms;
         let _ = writeln!(
             out,
             "propagation       p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  timeouts {}",
@@ -152,18 +201,26 @@ impl Summary {
                 );
             }
         }
+    }
+
+    /// The raw SQL baseline and `write_efficiency`.
+    fn baseline_to_terminal(&self, out: &mut String) {
         match (self.raw_sql_rps, self.write_efficiency) {
             (Some(raw), Some(efficiency)) => {
                 let p50 = self
                     .raw_sql_write_p50_ms
                     .map_or_else(String::new, |ms| format!(", write p50 {ms:.2} ms"));
-                let when = self
-                    .write_efficiency_conditions
-                    .as_ref()
-                    .map_or("", |c| match c.when {
-                        baseline::When::AfterLoad => " (right after the load)",
-                        baseline::When::AfterSettle => " (after the settle)",
-                    });
+                let when = self.write_efficiency_conditions.as_ref().map_or("", |c| {
+                    match (c.when, c.sync) {
+                        (_, SyncState::Stopped) => {
+                            " (right after the load; notification-service stopped for both)"
+                        }
+                        (baseline::When::AfterLoad, SyncState::Running) => {
+                            " (right after the load)"
+                        }
+                        (baseline::When::AfterSettle, SyncState::Running) => " (after the settle)",
+                    }
+                });
                 let _ = writeln!(
                     out,
                     "raw SQL baseline  {raw:.0}/s{p50}{when}   write_efficiency {efficiency:.3}"
@@ -173,25 +230,6 @@ impl Summary {
                 let _ = writeln!(out, "raw SQL baseline  skipped");
             }
         }
-        let verdict = if c.in_sync() {
-            "CONSISTENT"
-        } else {
-            "INCONSISTENT"
-        };
-        let after = self
-            .converged_after_s
-            .map_or_else(String::new, |s| format!(" ({s:.1} s after the last write)"));
-        let scope = match self.checked_after_id {
-            0 => String::new(),
-            id => format!(" (the users above id {id}: this run's)"),
-        };
-        let _ = writeln!(
-            out,
-            "consistency       {verdict}: checked {} missing {} stale {} extra {}{scope}{after}",
-            c.checked, c.missing, c.stale, c.extra
-        );
-        out.push_str(&self.cost.to_terminal());
-        out
     }
 }
 
@@ -402,8 +440,9 @@ mod tests {
             propagation_timeouts: 0,
             unwatched_writes: 0,
             observer_reads: 0,
+            sync: SyncState::Running,
             converged_after_s: Some(0.5),
-            consistency: Consistency::default(),
+            consistency: Some(Consistency::default()),
             checked_after_id: 0,
             write_efficiency: Some(0.3),
             write_efficiency_conditions: None,
@@ -454,6 +493,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("CPU per write     postgres 0.500"), "{text}");
+    }
+
+    #[test]
+    fn a_run_with_the_sync_stopped_says_what_it_did_not_measure() {
+        let mut stopped = summary();
+        stopped.sync = SyncState::Stopped;
+        stopped.consistency = None;
+        stopped.service_sync_latency_ms = None;
+        stopped.converged_after_s = None;
+        let json = serde_json::to_value(&stopped).unwrap();
+        assert_eq!(json["sync"], "stopped");
+        assert!(json["consistency"].is_null(), "{json}");
+        let text = stopped.to_terminal();
+        assert!(text.contains("propagation       not measured"), "{text}");
+        assert!(text.contains("consistency       not checked"), "{text}");
+        assert!(!text.contains("CONSISTENT"), "{text}");
+        assert!(text.contains("write_efficiency 0.300"), "{text}");
+        let running = summary().to_terminal();
+        assert!(
+            running.contains("consistency       CONSISTENT"),
+            "{running}"
+        );
+        assert!(running.contains("propagation       p50"), "{running}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | `LOADTEST_DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` | for the raw-SQL baseline |
 //! | `LOADTEST_BASELINE_SECS` | `10` | length of the raw-SQL baseline (`baseline.rs`); `0` skips it |
 //! | `LOADTEST_BASELINE_WHEN` | `after-load` | when the baseline runs: `after-load` (right after the load, before the drain and the consistency check: the sync still busy, as during the load) or `after-settle` (once the copy converged) |
+//! | `LOADTEST_SYNC` | `running` | `stopped`: notification-service is stopped for the whole run (stop it first; the run refuses to start while it answers): nothing is watched or checked, and the load and the baseline measure the write path alone, like for like; start it again afterwards and it applies the run's events from its durable consumer |
 //! | `LOADTEST_WRITE_LOG` | unset | a file to log every write attempt and its fate to, one JSON line each (`write_log.rs`) |
 //! | `LOADTEST_NOTIFICATIONS_METRICS` | the notifications host | comma-separated base URLs of every notification-service instance, whose `/metrics` give the service's own `sync_latency_seconds` over the run |
 //! | `LOADTEST_COST_PROCESSES` | the stack's processes (`cost::DEFAULT_PROCESSES`) | `label=matcher\|…;…`: the processes whose CPU time per write is reported (`cost.rs`); `off` turns it off |
@@ -42,7 +43,7 @@ use anyhow::{Context, Result, bail};
 use service_kit::env::Vars;
 
 use crate::{
-    baseline::When,
+    baseline::{SyncState, When},
     capacity::{schedule::Schedule, verdict::Criteria},
     cost::{self, Watch},
     propagation::Budget,
@@ -64,6 +65,8 @@ pub struct Settings {
     pub database_url: String,
     pub baseline: Duration,
     pub baseline_when: When,
+    /// Whether notification-service syncs during the run.
+    pub sync: SyncState,
     pub out_dir: PathBuf,
     pub write_log: Option<PathBuf>,
     /// Base URLs of notification-service's `/metrics`.
@@ -122,6 +125,24 @@ impl Settings {
                 bail!("LOADTEST_BASELINE_WHEN={other:?} is not valid: after-load or after-settle")
             }
         };
+        let sync = match vars.string("LOADTEST_SYNC", "running").as_str() {
+            "running" => SyncState::Running,
+            "stopped" => SyncState::Stopped,
+            other => bail!("LOADTEST_SYNC={other:?} is not valid: running or stopped"),
+        };
+        let capacity = Capacity::from_vars(vars)?;
+        if sync == SyncState::Stopped {
+            if capacity.is_some() {
+                bail!(
+                    "LOADTEST_SYNC=stopped measures the writes alone, and LOADTEST_CAPACITY=1 the rate the sync keeps up with: set one of them"
+                );
+            }
+            if baseline_when == When::AfterSettle {
+                bail!(
+                    "LOADTEST_SYNC=stopped leaves nothing to settle: LOADTEST_BASELINE_WHEN=after-load (the default) runs the baseline right after the load, the sync still stopped"
+                );
+            }
+        }
         Ok(Self {
             rate: vars.parse("LOADTEST_RATE", 50)?,
             notifications_host,
@@ -143,11 +164,12 @@ impl Settings {
             ),
             baseline: secs("LOADTEST_BASELINE_SECS", 10)?,
             baseline_when,
+            sync,
             out_dir: PathBuf::from(vars.string("LOADTEST_OUT_DIR", "target/loadtest")),
             write_log: (!write_log.is_empty()).then(|| PathBuf::from(write_log)),
             notifications_metrics,
             cost,
-            capacity: Capacity::from_vars(vars)?,
+            capacity,
         })
     }
 }
@@ -398,6 +420,39 @@ mod tests {
                 format!("{error:#}").contains(name),
                 "{name}={value}: {error:#}"
             );
+        }
+    }
+
+    #[test]
+    fn the_sync_is_running_unless_said_stopped_and_stopped_excludes_what_needs_it() {
+        assert_eq!(
+            Settings::from_vars(&Vars::from_pairs([]))
+                .expect("settings")
+                .sync,
+            SyncState::Running
+        );
+        let stopped = Vars::from_pairs([("LOADTEST_SYNC", "stopped")]);
+        assert_eq!(
+            Settings::from_vars(&stopped).expect("settings").sync,
+            SyncState::Stopped
+        );
+        for (pairs, named) in [
+            (vec![("LOADTEST_SYNC", "paused")], "LOADTEST_SYNC"),
+            (
+                vec![("LOADTEST_SYNC", "stopped"), ("LOADTEST_CAPACITY", "1")],
+                "LOADTEST_CAPACITY",
+            ),
+            (
+                vec![
+                    ("LOADTEST_SYNC", "stopped"),
+                    ("LOADTEST_BASELINE_WHEN", "after-settle"),
+                ],
+                "LOADTEST_BASELINE_WHEN",
+            ),
+        ] {
+            let error = Settings::from_vars(&Vars::from_pairs(pairs.clone()))
+                .expect_err(&format!("{pairs:?}"));
+            assert!(format!("{error:#}").contains(named), "{pairs:?}: {error:#}");
         }
     }
 
