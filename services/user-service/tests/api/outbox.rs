@@ -55,6 +55,10 @@ async fn writes_while_nats_is_down_all_succeed_and_are_published_when_it_returns
     let app = TestApp::spawn_with(test_config(Some(nats.url())).await).await;
     let first = app.create_user("Before", "before@example.com").await;
     app.wait_for_events(1).await;
+    // Its row is stamped up to the stamp delay after the ack: wait for it,
+    // so that the count below holds only the writes made during the fault.
+    app.wait_for_outbox_drained("the first row to be stamped")
+        .await;
 
     nats.stop();
     let errors_before = app.metrics().value("outbox_publish_errors_total").await;
