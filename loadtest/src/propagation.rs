@@ -424,23 +424,33 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn writes_beyond_the_budget_are_counted_not_watched() {
-        let tracker = Tracker::new(
+    /// A tracker watching at most `writes_per_s` new writes a second, with
+    /// no copy to read (nothing listens on port 9).
+    fn tracker_watching(writes_per_s: u32) -> Arc<Tracker> {
+        Tracker::new(
             "http://127.0.0.1:9".into(),
             Duration::from_millis(5),
             Duration::from_secs(30),
             Budget {
-                writes_per_s: 2,
+                writes_per_s,
                 reads_per_s: 10,
             },
-        );
-        let write = |id| Written {
+        )
+    }
+
+    /// An acknowledged write of user `id`.
+    fn write(id: i64) -> Written {
+        Written {
             id,
             name: "a".into(),
             email: "a@example.com".into(),
             updated_at: at("2025-05-25T10:00:01Z"),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_beyond_the_budget_are_counted_not_watched() {
+        let tracker = tracker_watching(2);
         for id in [1, 2, 1, 3, 4] {
             tracker.written(write(id), Duration::from_millis(1));
         }
@@ -455,25 +465,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_budget_of_no_writes_watches_none() {
-        let tracker = Tracker::new(
-            "http://127.0.0.1:9".into(),
-            Duration::from_millis(5),
-            Duration::from_secs(30),
-            Budget {
-                writes_per_s: 0,
-                reads_per_s: 10,
-            },
-        );
+        let tracker = tracker_watching(0);
         for id in [1, 2, 1] {
-            tracker.written(
-                Written {
-                    id,
-                    name: "a".into(),
-                    email: "a@example.com".into(),
-                    updated_at: at("2025-05-25T10:00:01Z"),
-                },
-                Duration::from_millis(1),
-            );
+            tracker.written(write(id), Duration::from_millis(1));
         }
         assert_eq!(tracker.writes.load(Ordering::Relaxed), 3);
         assert_eq!(tracker.in_flight.load(Ordering::Relaxed), 0);
