@@ -257,7 +257,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
     let mut raw = baseline(baseline::When::AfterLoad).await;
     let writes_ended = Instant::now();
 
-    let (consistency, metrics_after) = match sync {
+    let (consistency, converged_after_s, metrics_after) = match sync {
         SyncState::Running => {
             eprintln!("waiting for the last writes to arrive…");
             tracker.drain().await;
@@ -270,20 +270,20 @@ async fn one_run(settings: &Settings) -> Result<bool> {
                 settings.settle_timeout,
             )
             .await?;
+            let converged_after_s = consistency
+                .in_sync()
+                .then(|| writes_ended.elapsed().as_secs_f64());
             (
                 Some(consistency),
+                converged_after_s,
                 read_service_metrics(&http, settings).await,
             )
         }
         SyncState::Stopped => {
             progress.abort();
-            (None, None)
+            (None, None, None)
         }
     };
-    let converged_after_s = consistency
-        .as_ref()
-        .filter(|c| c.in_sync())
-        .map(|_| writes_ended.elapsed().as_secs_f64());
     let includes_baseline_writes = raw.is_some();
     if raw.is_none() && sync == SyncState::Running {
         raw = baseline(baseline::When::AfterSettle).await;
