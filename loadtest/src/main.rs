@@ -285,7 +285,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
         }
     };
     let includes_baseline_writes = raw.is_some();
-    if raw.is_none() && sync == SyncState::Running {
+    if raw.is_none() {
         raw = baseline(baseline::When::AfterSettle).await;
     }
 
