@@ -109,8 +109,11 @@ async fn ensure_sync_stopped(http: &reqwest::Client, host: &str) -> Result<()> {
     if let Ok(response) = answer
         && response.status().is_success()
     {
+        // process-compose's own default port is user-service's 8080: name the
+        // stack's, as ./scripts/up and the dev shell set it.
+        let port = std::env::var("PC_PORT_NUM").unwrap_or_else(|_| "8090".into());
         bail!(
-            "LOADTEST_SYNC=stopped, but notification-service answers {url}: stop it first (`process-compose process stop notification-service`; in the cluster profile both instances), or unset LOADTEST_SYNC"
+            "LOADTEST_SYNC=stopped, but notification-service answers {url}: stop it first (`PC_PORT_NUM={port} process-compose process stop notification-service`; in the cluster profile both instances), or unset LOADTEST_SYNC"
         );
     }
     Ok(())
@@ -386,10 +389,12 @@ mod tests {
         let error = ensure_sync_stopped(&http, &up)
             .await
             .expect_err("it answers");
+        let message = format!("{error:#}");
         assert!(
-            format!("{error:#}").contains("process-compose process stop notification-service"),
-            "{error:#}"
+            message.contains("process-compose process stop notification-service"),
+            "{message}"
         );
+        assert!(message.contains("PC_PORT_NUM="), "{message}");
         let no_instance = test_server::serve(|_| ("503 Service Unavailable", "{}".into())).await;
         ensure_sync_stopped(&http, &no_instance)
             .await
