@@ -208,6 +208,11 @@ async fn run_step(
         )?
         // One table per step would bury the steps' table.
         .set_default(GooseDefault::NoPrintMetrics, true)?
+        // Goose installs its logger at the first attack. Every later one
+        // fails to, after setting the log level from its own settings, and
+        // says so at INFO: quiet (WARN) from the second step on, unless the
+        // command line asks for a level (`-v`, `--quiet`).
+        .set_default(GooseDefault::Quiet, usize::from(step.number > 1))?
         .execute()
         .await?;
     // From the first paced request, not from goose's start-up.
