@@ -34,8 +34,8 @@ pub const LEASE_COLLECTION: &str = "leases";
 /// wait for each other in the database (on FerretDB all writes to the
 /// collection take one lock). Measured on this stack at 931 writes/s: sync
 /// latency p99 0.18 s with one worker, 0.93 s with eight
-/// (docs/measurements.md, "One consumer worker"). Real MongoDB writes documents in parallel; more workers
-/// may pay there, unmeasured.
+/// (docs/measurements.md, "One consumer worker"). Real MongoDB writes
+/// documents in parallel; more workers may pay there, unmeasured.
 pub const DEFAULT_WORKERS: usize = 1;
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1024;
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);

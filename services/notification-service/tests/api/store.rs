@@ -413,8 +413,8 @@ async fn documents_keyed_by_a_number_are_rekeyed_by_the_user_id_string() {
 /// FerretDB pushes only filters with `_id: <string>` down to SQLite (stock
 /// 1.24.2: `{_id: <string>}` alone) and loads and decodes the whole
 /// collection in Go for any other (about 4x slower; see
-/// docs/measurements.md, "FerretDB's `_id` index"). Every per-user read and write uses `{_id: key(id)}`;
-/// this pins that FerretDB pushes it down.
+/// docs/measurements.md, "FerretDB's `_id` index"). Every per-user read
+/// and write uses `{_id: key(id)}`; this pins that FerretDB pushes it down.
 #[tokio::test]
 async fn the_per_user_filter_is_pushed_down_to_ferretdbs_storage() {
     let (db, _) = fresh_database().await;
