@@ -6,10 +6,11 @@
 //! Like for like with the HTTP writes: as many connections as goose had
 //! users, each a client sending one write after another; the same mix of
 //! creates and updates (an update picks a random user this baseline created,
-//! and changes name and email, as the load's do); by default right after the
-//! load, while notification-service still syncs what the load wrote
-//! ([`When`]). Its own writes are relayed and synced too (user-service's
-//! relay finds them on its sweep, as no handler hands them over). With
+//! and changes name and email, as the load's do); by default once the copy
+//! converged, so that notification-service syncs the baseline's own writes
+//! as it synced the load's ([`When`]). Its own writes are relayed and
+//! synced too (user-service's relay finds them on its sweep, as no handler
+//! hands them over), and the copy is checked again after it. With
 //! notification-service stopped for the whole run ([`SyncState::Stopped`],
 //! `LOADTEST_SYNC=stopped`), neither the load's writes nor the baseline's are
 //! applied: both are the write path alone, the relay's publishes included.
@@ -43,7 +44,9 @@ pub enum When {
     /// the sync is still busy with the load's writes, as during the load.
     /// The convergence is then timed from the baseline's end.
     AfterLoad,
-    /// Once the copy converged: only the baseline's own writes to sync.
+    /// Once the copy converged and the load's figures were read: only the
+    /// baseline's own writes to sync, as the load had only its own. The
+    /// default while the sync runs.
     AfterSettle,
 }
 

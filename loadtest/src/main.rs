@@ -49,7 +49,7 @@ use anyhow::{Context, Result, bail};
 use baseline::SyncState;
 use goose::prelude::*;
 use propagation::{Tracker, lock, percentile_ms};
-use report::{HttpMs, PropagationMs, ServiceSync, Summary};
+use report::{BaselineSync, HttpMs, PropagationMs, ServiceSync, Summary};
 use service_metrics::SyncHistograms;
 use settings::Settings;
 use workload::Mix;
@@ -288,12 +288,37 @@ async fn one_run(settings: &Settings) -> Result<bool> {
         }
     };
     let includes_baseline_writes = raw.is_some();
+    let mut baseline_sync = None;
     if raw.is_none() {
         raw = baseline(baseline::When::AfterSettle).await;
+        if raw.is_some() {
+            // The baseline's writes are relayed and synced too: wait for
+            // them, so that the run leaves the stack idle and its exit
+            // status covers them.
+            eprintln!("waiting for the baseline's writes to arrive…");
+            let baseline_ended = Instant::now();
+            let consistency = consistency::settle(
+                &http,
+                &users_host,
+                &settings.notifications_host,
+                checked_after_id,
+                settings.settle_timeout,
+            )
+            .await?;
+            baseline_sync = Some(BaselineSync {
+                converged_after_s: consistency
+                    .in_sync()
+                    .then(|| baseline_ended.elapsed().as_secs_f64()),
+                consistency,
+            });
+        }
     }
 
     // With the sync stopped there is nothing to check: the run succeeded.
-    let in_sync = consistency.as_ref().is_none_or(events::Drift::in_sync);
+    let in_sync = consistency.as_ref().is_none_or(events::Drift::in_sync)
+        && baseline_sync
+            .as_ref()
+            .is_none_or(|b| b.consistency.in_sync());
     #[allow(clippy::cast_precision_loss)]
     let write_rps = writes as f64 / load_time.as_secs_f64();
     let summary = {
@@ -323,6 +348,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             ),
             propagation_timeouts: tracker.timeouts.load(Ordering::Relaxed),
             converged_after_s,
+            baseline_sync,
             unwatched_writes: tracker.unwatched.load(Ordering::Relaxed),
             observer_reads: tracker.reads.load(Ordering::Relaxed),
             sync,

@@ -46,6 +46,19 @@ pub struct ServiceSync {
     pub includes_baseline_writes: bool,
 }
 
+/// The copy checked again after a baseline run once it had converged
+/// (`LOADTEST_BASELINE_WHEN=after-settle`): the baseline's writes are
+/// relayed and synced like the load's.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineSync {
+    /// Seconds from the baseline's last write to the first check that found
+    /// the copy equal to the source; null if none did within the settle.
+    pub converged_after_s: Option<f64>,
+    /// The same users as `consistency` (above `checked_after_id`): the
+    /// load's and the baseline's.
+    pub consistency: Consistency,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub writes: u64,
@@ -73,6 +86,9 @@ pub struct Summary {
     /// found the copy equal to the source; null if it never did within the
     /// settle.
     pub converged_after_s: Option<f64>,
+    /// After a baseline run once the copy converged: the check again, its
+    /// writes included. Null otherwise.
+    pub baseline_sync: Option<BaselineSync>,
     /// Null when not checked (the sync stopped).
     pub consistency: Option<Consistency>,
     /// The check covered the users with an id above this: the largest id
@@ -150,6 +166,22 @@ impl Summary {
                     "consistency       not checked: start notification-service again and it applies this run's events from its durable consumer"
                 );
             }
+        }
+        if let Some(b) = &self.baseline_sync {
+            let c = &b.consistency;
+            let verdict = if c.in_sync() {
+                "CONSISTENT"
+            } else {
+                "INCONSISTENT"
+            };
+            let after = b.converged_after_s.map_or_else(String::new, |s| {
+                format!(" ({s:.1} s after the baseline's last write)")
+            });
+            let _ = writeln!(
+                out,
+                "  and again      {verdict} with the baseline's writes: checked {} missing {} stale {} extra {}{after}",
+                c.checked, c.missing, c.stale, c.extra
+            );
         }
         out.push_str(&self.cost.to_terminal());
         out
@@ -442,6 +474,7 @@ mod tests {
             observer_reads: 0,
             sync: SyncState::Running,
             converged_after_s: Some(0.5),
+            baseline_sync: None,
             consistency: Some(Consistency::default()),
             checked_after_id: 0,
             write_efficiency: Some(0.3),
@@ -493,6 +526,40 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("CPU per write     postgres 0.500"), "{text}");
+        assert!(!text.contains("and again"), "{text}");
+    }
+
+    #[test]
+    fn a_baseline_after_the_settle_is_checked_again_and_says_so() {
+        let mut s = summary();
+        s.baseline_sync = Some(BaselineSync {
+            converged_after_s: Some(12.25),
+            consistency: Consistency {
+                checked: 5_000,
+                ..Consistency::default()
+            },
+        });
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["baseline_sync"]["converged_after_s"], 12.25);
+        assert_eq!(json["baseline_sync"]["consistency"]["checked"], 5_000);
+        let text = s.to_terminal();
+        assert!(
+            text.contains("and again      CONSISTENT with the baseline's writes: checked 5000 missing 0 stale 0 extra 0 (12.2 s after the baseline's last write)"),
+            "{text}"
+        );
+        s.baseline_sync = Some(BaselineSync {
+            converged_after_s: None,
+            consistency: Consistency {
+                checked: 5_000,
+                missing: 3,
+                ..Consistency::default()
+            },
+        });
+        let text = s.to_terminal();
+        assert!(
+            text.contains("and again      INCONSISTENT with the baseline's writes: checked 5000 missing 3 stale 0 extra 0\n"),
+            "{text}"
+        );
     }
 
     #[test]

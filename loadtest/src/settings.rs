@@ -15,7 +15,7 @@
 //! | `LOADTEST_SETTLE_SECS` | `60` | how long the consistency check waits for convergence (capacity mode: how long the copy may take to catch up after a step that failed, before the next) |
 //! | `LOADTEST_DATABASE_URL` | `postgres://postgres@localhost:5432/users_db` | for the raw-SQL baseline |
 //! | `LOADTEST_BASELINE_SECS` | `10` | length of the raw-SQL baseline (`baseline.rs`); `0` skips it |
-//! | `LOADTEST_BASELINE_WHEN` | `after-load` | when the baseline runs: `after-load` (right after the load, before the drain and the consistency check: the sync still busy, as during the load) or `after-settle` (once the copy converged) |
+//! | `LOADTEST_BASELINE_WHEN` | `after-settle` (`after-load` with `LOADTEST_SYNC=stopped`) | when the baseline runs: `after-settle` (once the copy converged and the load's figures were read; the copy is then checked again, the baseline's writes included) or `after-load` (right after the load, before the drain and the consistency check: the sync still busy with the load's backlog, and the load's sync figures and convergence count the baseline's writes too) |
 //! | `LOADTEST_SYNC` | `running` | `stopped`: notification-service is stopped for the whole run (stop it first; the run refuses to start while it answers): nothing is watched or checked, and the load and the baseline measure the write path alone, like for like; start it again afterwards and it applies the run's events from its durable consumer |
 //! | `LOADTEST_WRITE_LOG` | unset | a file to log every write attempt and its fate to, one JSON line each (`write_log.rs`) |
 //! | `LOADTEST_NOTIFICATIONS_METRICS` | the notifications host | comma-separated base URLs of every notification-service instance, whose `/metrics` give the service's own `sync_latency_seconds` over the run |
@@ -118,17 +118,25 @@ impl Settings {
                     .with_context(|| format!("LOADTEST_COST_PROCESSES={spec:?} is not valid"))?,
             ),
         };
-        let baseline_when = match vars.string("LOADTEST_BASELINE_WHEN", "after-load").as_str() {
+        let sync = match vars.string("LOADTEST_SYNC", "running").as_str() {
+            "running" => SyncState::Running,
+            "stopped" => SyncState::Stopped,
+            other => bail!("LOADTEST_SYNC={other:?} is not valid: running or stopped"),
+        };
+        // With the sync running, after the settle by default: the load's
+        // sync figures and its convergence are then its own, and the
+        // baseline shares the cores with the sync of its own writes only,
+        // as the load did. With it stopped there is nothing to settle.
+        let default_when = match sync {
+            SyncState::Running => "after-settle",
+            SyncState::Stopped => "after-load",
+        };
+        let baseline_when = match vars.string("LOADTEST_BASELINE_WHEN", default_when).as_str() {
             "after-load" | "after_load" => When::AfterLoad,
             "after-settle" | "after_settle" => When::AfterSettle,
             other => {
                 bail!("LOADTEST_BASELINE_WHEN={other:?} is not valid: after-load or after-settle")
             }
-        };
-        let sync = match vars.string("LOADTEST_SYNC", "running").as_str() {
-            "running" => SyncState::Running,
-            "stopped" => SyncState::Stopped,
-            other => bail!("LOADTEST_SYNC={other:?} is not valid: running or stopped"),
         };
         let capacity = Capacity::from_vars(vars)?;
         if sync == SyncState::Stopped {
@@ -139,7 +147,7 @@ impl Settings {
             }
             if baseline_when == When::AfterSettle {
                 bail!(
-                    "LOADTEST_SYNC=stopped leaves nothing to settle: LOADTEST_BASELINE_WHEN=after-load (the default) runs the baseline right after the load, the sync still stopped"
+                    "LOADTEST_SYNC=stopped leaves nothing to settle: LOADTEST_BASELINE_WHEN=after-load (the default with the sync stopped) runs the baseline right after the load, the sync still stopped"
                 );
             }
         }
@@ -281,7 +289,7 @@ mod tests {
         assert_eq!(settings.baseline, Duration::from_secs(10));
         assert_eq!(settings.out_dir, PathBuf::from("target/loadtest"));
         assert_eq!(settings.write_log, None);
-        assert_eq!(settings.baseline_when, When::AfterLoad);
+        assert_eq!(settings.baseline_when, When::AfterSettle);
         assert_eq!(settings.notifications_metrics, ["http://localhost:8081"]);
         let labels: Vec<String> = settings
             .cost
@@ -402,12 +410,12 @@ mod tests {
                 "http://a:1/, http://b:2 ,",
             ),
             ("LOADTEST_COST_PROCESSES", "db=comm:postgres;me=self"),
-            ("LOADTEST_BASELINE_WHEN", "after-settle"),
+            ("LOADTEST_BASELINE_WHEN", "after-load"),
         ]);
         let settings = Settings::from_vars(&vars).expect("settings");
         assert_eq!(settings.notifications_metrics, ["http://a:1", "http://b:2"]);
         assert_eq!(settings.cost.expect("on").len(), 2);
-        assert_eq!(settings.baseline_when, When::AfterSettle);
+        assert_eq!(settings.baseline_when, When::AfterLoad);
         let off = Vars::from_pairs([("LOADTEST_COST_PROCESSES", "off")]);
         assert!(Settings::from_vars(&off).expect("settings").cost.is_none());
         for (name, value) in [
@@ -435,6 +443,27 @@ mod tests {
         assert_eq!(
             Settings::from_vars(&stopped).expect("settings").sync,
             SyncState::Stopped
+        );
+        // The baseline's default moment follows: after the settle while the
+        // sync runs, right after the load when there is nothing to settle.
+        assert_eq!(
+            Settings::from_vars(&Vars::from_pairs([]))
+                .expect("settings")
+                .baseline_when,
+            When::AfterSettle
+        );
+        assert_eq!(
+            Settings::from_vars(&stopped)
+                .expect("settings")
+                .baseline_when,
+            When::AfterLoad
+        );
+        let after_load = Vars::from_pairs([("LOADTEST_BASELINE_WHEN", "after-load")]);
+        assert_eq!(
+            Settings::from_vars(&after_load)
+                .expect("settings")
+                .baseline_when,
+            When::AfterLoad
         );
         for (pairs, named) in [
             (vec![("LOADTEST_SYNC", "paused")], "LOADTEST_SYNC"),
