@@ -166,6 +166,28 @@ fn service_sync(
     })
 }
 
+/// Waits for the copy of the users above `after_id` to equal the source
+/// (at most `LOADTEST_SETTLE_SECS`); with the seconds from `since` to the
+/// check that found it so, if one did.
+async fn settle_since(
+    http: &reqwest::Client,
+    users_host: &str,
+    settings: &Settings,
+    after_id: i64,
+    since: Instant,
+) -> Result<(consistency::Consistency, Option<f64>)> {
+    let consistency = consistency::settle(
+        http,
+        users_host,
+        &settings.notifications_host,
+        after_id,
+        settings.settle_timeout,
+    )
+    .await?;
+    let converged_after_s = consistency.in_sync().then(|| since.elapsed().as_secs_f64());
+    Ok((consistency, converged_after_s))
+}
+
 /// Writes `contents` to `dir/name`, returning the path.
 ///
 /// # Errors
@@ -265,17 +287,8 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             eprintln!("waiting for the last writes to arrive…");
             tracker.drain().await;
             progress.abort();
-            let consistency = consistency::settle(
-                &http,
-                &users_host,
-                &settings.notifications_host,
-                checked_after_id,
-                settings.settle_timeout,
-            )
-            .await?;
-            let converged_after_s = consistency
-                .in_sync()
-                .then(|| writes_ended.elapsed().as_secs_f64());
+            let (consistency, converged_after_s) =
+                settle_since(&http, &users_host, settings, checked_after_id, writes_ended).await?;
             (
                 Some(consistency),
                 converged_after_s,
@@ -296,19 +309,16 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             // them, so that the run leaves the stack idle and its exit
             // status covers them.
             eprintln!("waiting for the baseline's writes to arrive…");
-            let baseline_ended = Instant::now();
-            let consistency = consistency::settle(
+            let (consistency, converged_after_s) = settle_since(
                 &http,
                 &users_host,
-                &settings.notifications_host,
+                settings,
                 checked_after_id,
-                settings.settle_timeout,
+                Instant::now(),
             )
             .await?;
             baseline_sync = Some(BaselineSync {
-                converged_after_s: consistency
-                    .in_sync()
-                    .then(|| baseline_ended.elapsed().as_secs_f64()),
+                converged_after_s,
                 consistency,
             });
         }

@@ -142,11 +142,7 @@ impl Summary {
         self.baseline_to_terminal(&mut out);
         match &self.consistency {
             Some(c) => {
-                let verdict = if c.in_sync() {
-                    "CONSISTENT"
-                } else {
-                    "INCONSISTENT"
-                };
+                let verdict = verdict(c);
                 let after = self
                     .converged_after_s
                     .map_or_else(String::new, |s| format!(" ({s:.1} s after the last write)"));
@@ -169,11 +165,7 @@ impl Summary {
         }
         if let Some(b) = &self.baseline_sync {
             let c = &b.consistency;
-            let verdict = if c.in_sync() {
-                "CONSISTENT"
-            } else {
-                "INCONSISTENT"
-            };
+            let verdict = verdict(c);
             let after = b.converged_after_s.map_or_else(String::new, |s| {
                 format!(" ({s:.1} s after the baseline's last write)")
             });
@@ -262,6 +254,15 @@ impl Summary {
                 let _ = writeln!(out, "raw SQL baseline  skipped");
             }
         }
+    }
+}
+
+/// A consistency check's verdict, as the terminal summary prints it.
+fn verdict(c: &Consistency) -> &'static str {
+    if c.in_sync() {
+        "CONSISTENT"
+    } else {
+        "INCONSISTENT"
     }
 }
 
