@@ -1,15 +1,16 @@
 """FerretDB's CPU per update as notification-service sends them at a steady rate.
 
 Usage: python3 tools/ferretdb/bench/sync_updates.py FERRETDB_BINARY [--per-command K]
-           [--clients C] [--updates N] [--documents D] [--profile SECONDS]
+           [--clients C] [--updates N] [--documents D] [--profile SECONDS] [--set]
 
 Needs pymongo (pip install pymongo). Starts the binary with the SQLite handler on a
 free port in a temporary directory, inserts D copies (default 20000) shaped as
 notification-service stores them, then C clients (default 8, the consumer's workers)
 send N guarded updates in all (default 6000), K statements to an update command
 (default 1: at 300 writes/s a worker's batch is one or two events), each
-`{q: {_id, version: {$lt: v}}, u: {$set: ...}, upsert: true}`, `ordered: false`, write
-concern majority, as `NotificationStore::update_newer` sends them. Prints wall time and
+`{q: {_id, version: {$lt: v}}, u: <the whole copy>, upsert: true}`, `ordered: false`, write
+concern majority, as `NotificationStore::update_newer` sends them (with --set, `u: {$set:
+<the copy>}`, as it did before tools/ferretdb/writes-guarded.patch). Prints wall time and
 FerretDB's CPU time (user + system, from /proc) per update. With --profile S it also
 writes a Go CPU profile of S seconds taken during the updates (FerretDB's
 --debug-addr) to ./ferretdb-updates.pprof: `go tool pprof -top BINARY FILE`.
@@ -47,6 +48,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
     ap.add_argument("--per-command", type=int, default=1)
+    ap.add_argument("--set", action="store_true", help="send {$set: copy} instead of the copy")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--updates", type=int, default=6000)
     ap.add_argument("--documents", type=int, default=20000)
@@ -93,12 +95,13 @@ def main():
                     u = users[(n * 7919) % len(users)]
                     v = version.get(u, 1) + 1
                     version[u] = v
+                    copy = {"user_id": u, "name": f"Load {u} v{v}", "email": f"load-{u}@x.example",
+                            "updated_at": "2026-12-03T02:00:01.123456Z", "version": v,
+                            "deleted": False, "event_id": "0190e0c0-0000-7000-8000-000000000001",
+                            "synced_at": "2026-12-03T02:00:01.200Z"}
                     statements.append({
                         "q": {"_id": str(u), "version": {"$lt": v}},
-                        "u": {"$set": {"user_id": u, "name": f"Load {u} v{v}", "email": f"load-{u}@x.example",
-                                       "updated_at": "2026-12-03T02:00:01.123456Z", "version": v,
-                                       "deleted": False, "event_id": "0190e0c0-0000-7000-8000-000000000001",
-                                       "synced_at": "2026-12-03T02:00:01.200Z"}},
+                        "u": {"$set": copy} if a.set else copy,
                         "upsert": True,
                     })
                     n += 1

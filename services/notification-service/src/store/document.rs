@@ -87,9 +87,29 @@ impl StoredCopy {
         bson::from_document(document).ok()
     }
 
-    /// The fields to `$set` (everything but `_id`).
+    /// Everything but `_id`: what an update sets, or replaces the copy with.
+    /// Spelled out rather than serialized, so that it can never come out
+    /// empty (a replacement by an empty document would erase the copy).
     pub fn fields(&self) -> Document {
-        bson::to_document(self).unwrap_or_default()
+        let updated_at = match &self.updated_at {
+            StoredInstant::Text(text) => Bson::String(text.clone()),
+            StoredInstant::Date(date) => Bson::DateTime(*date),
+        };
+        let mut fields = doc! {
+            "user_id": self.user_id,
+            "name": &self.name,
+            "email": &self.email,
+            "updated_at": updated_at,
+            "version": self.version,
+            "deleted": self.deleted,
+        };
+        if let Some(event_id) = &self.event_id {
+            fields.insert("event_id", event_id);
+        }
+        if let Some(synced_at) = self.synced_at {
+            fields.insert("synced_at", synced_at);
+        }
+        fields
     }
 
     /// The whole document, `_id` first.

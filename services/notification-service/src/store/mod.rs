@@ -196,9 +196,12 @@ impl NotificationStore {
     /// Writes each event's state over its copy if that is older, or as a new
     /// copy if there is none, in one `update` command (on FerretDB a command
     /// costs more than a statement in it), with the store's write concern.
-    /// Each statement is `{_id, version: {$lt: event's}}` with `upsert`: a
-    /// compare-and-set that also inserts a missing copy, and fails with a
-    /// duplicate `_id` when the copy is as new or newer. For each event, in
+    /// Each statement is `{_id, version: {$lt: event's}}` with the whole copy
+    /// as its replacement and `upsert`: a compare-and-set that also inserts a
+    /// missing copy, and fails with a duplicate `_id` when the copy is as new
+    /// or newer. (A replacement, not `$set`: the copy's fields are all the
+    /// event's, and FerretDB as we build it writes such a command without
+    /// reading the copies first: tools/ferretdb/writes-guarded.patch.) For each event, in
     /// order: whether the command wrote it ([`BatchWrite::Written`]), or it
     /// must be applied one by one ([`BatchWrite::Unsettled`]: its copy was
     /// not older, or its statement or the command's write concern failed;
@@ -221,9 +224,9 @@ impl NotificationStore {
         let statements: Vec<Document> = events
             .iter()
             .map(|event| {
-                let fields = StoredCopy::of(event).fields();
+                let copy = StoredCopy::of(event).fields();
                 let filter = doc! {"_id": key(event.payload.id), "version": {"$lt": event.version}};
-                doc! {"q": filter, "u": {"$set": fields}, "upsert": true}
+                doc! {"q": filter, "u": copy, "upsert": true}
             })
             .collect();
         let reply = self
