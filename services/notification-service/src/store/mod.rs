@@ -201,8 +201,9 @@ impl NotificationStore {
     /// missing copy, and fails with a duplicate `_id` when the copy is as new
     /// or newer. (A replacement, not `$set`: the copy's fields are all the
     /// event's, and FerretDB as we build it writes such a command without
-    /// reading the copies first: tools/ferretdb/writes-guarded.patch.) For each event, in
-    /// order: whether the command wrote it ([`BatchWrite::Written`]), or it
+    /// reading the copies first: tools/ferretdb/writes-guarded.patch.) For
+    /// each event, in order: whether the command wrote it
+    /// ([`BatchWrite::Written`]), or it
     /// must be applied one by one ([`BatchWrite::Unsettled`]: its copy was
     /// not older, or its statement or the command's write concern failed;
     /// see `batch_writes`), which reads first and retries.
