@@ -13,18 +13,13 @@ command, a replacement that changes the _id. Prints SAME or DIFF for each reply 
 messages left out) and for the documents left; exits 1 on any DIFF.
 """
 
-import socket
 import subprocess
 import sys
 import tempfile
 
 from pymongo import MongoClient
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sync_updates import free_port  # beside this file
 
 
 def statement(_id, version, upsert=True):

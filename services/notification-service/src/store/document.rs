@@ -7,7 +7,7 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     error::{ErrorKind, WriteFailure},
 };
-use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 use super::{CopyVersion, Notification};
 
@@ -19,7 +19,7 @@ pub(super) const DUPLICATE_KEY: i32 = 11000;
 /// re-keys them). The contract's fields must be of their types, or the
 /// document is not a copy; the bookkeeping after them is read as its default
 /// when missing (the demo's documents) or of another type (edited by hand).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StoredCopy {
     /// Stored as a 32-bit integer; the demo's 64-bit ones are read too.
     pub user_id: i32,
@@ -32,23 +32,15 @@ pub struct StoredCopy {
     /// A tombstone: the user was deleted.
     #[serde(default, deserialize_with = "lenient")]
     pub deleted: bool,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient")]
     pub event_id: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "lenient")]
     pub synced_at: Option<bson::DateTime>,
 }
 
 /// `updated_at` as stored: the exact RFC 3339 text (microseconds, which a
 /// BSON date would round to milliseconds), or the demo's BSON date.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum StoredInstant {
     Text(String),
