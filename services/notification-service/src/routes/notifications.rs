@@ -58,7 +58,7 @@ pub const MAX_PAGE: i64 = 10_000;
     get, path = "/notifications", operation_id = "listNotifications", params(ListQuery),
     responses((status = 200, description = "the copies", body = [Notification]), BadRequest, Unavailable)
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -98,7 +98,7 @@ async fn list(
     get, path = "/notifications/user/{id}", operation_id = "getNotification", params(UserId),
     responses((status = 200, description = "the copy", body = Notification), BadRequest, NotFound, Unavailable)
 )]
-#[tracing::instrument(skip_all, fields(user_id = id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user_id = id))]
 async fn show(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
