@@ -6,7 +6,8 @@ use anyhow::{Context, Result, anyhow, bail};
 
 /// The stack's processes: PostgreSQL (the server and every backend),
 /// both services, NATS, the copy's database (FerretDB or mongod), the
-/// cluster's load balancer, and the load test.
+/// cluster's load balancer, the supervisor (process-compose reads every
+/// line the others log), and the load test.
 pub const DEFAULT_PROCESSES: &str = "postgres=comm:postgres;\
 user-service=exe:user-service;\
 nats-server=exe:nats-server;\
@@ -14,6 +15,7 @@ notification-service=exe:notification-service;\
 ferretdb=exe:ferretdb;\
 mongod=exe:mongod;\
 haproxy=exe:haproxy;\
+process-compose=exe:process-compose;\
 loadtest=self";
 
 /// The kernel keeps this many bytes of a process's name in `comm`.
@@ -159,6 +161,7 @@ mod tests {
                 "ferretdb",
                 "mongod",
                 "haproxy",
+                "process-compose",
                 "loadtest"
             ]
         );
