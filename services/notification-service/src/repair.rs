@@ -273,15 +273,26 @@ pub async fn watch_drift(
     let holder = mongodb::bson::oid::ObjectId::new().to_hex();
     let ttl = (interval * 3).max(Duration::from_secs(10));
     let mut sweep = Sweep::new(DRIFT_PAGE);
+    let mut failures = FailuresInARow::default();
     loop {
         match store.hold_lease(DRIFT_LEASE, &holder, ttl).await {
             Ok(true) => {
                 metrics::gauge!("sync_drift_sweeping").set(1.0);
                 match sweep.next_page(&http, &users_url, &store).await {
-                    Ok(Some(drift)) => export_drift(&drift),
-                    Ok(None) => {}
+                    Ok(page) => {
+                        failures.succeeded();
+                        if let Some(drift) = page {
+                            export_drift(&drift);
+                        }
+                    }
                     Err(e) => {
-                        tracing::warn!(error = format!("{e:#}"), "drift check failed");
+                        let error = format!("{e:#}");
+                        let retry_in_s = interval.as_secs();
+                        if failures.failed() {
+                            tracing::warn!(error, retry_in_s, "drift check failed again");
+                        } else {
+                            tracing::info!(error, retry_in_s, "drift check failed; trying again");
+                        }
                         sweep = Sweep::new(DRIFT_PAGE);
                     }
                 }
@@ -296,6 +307,25 @@ pub async fn watch_drift(
             Err(e) => tracing::warn!(error = %e, "cannot take the drift sweep's lease"),
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// Failed drift checks in a row. Only a repeated failure is worth a warning:
+/// the first may be user-service still starting (the stack starts
+/// notification-service first) or restarting, and the next check is one
+/// interval away.
+#[derive(Debug, Default)]
+struct FailuresInARow(u32);
+
+impl FailuresInARow {
+    fn succeeded(&mut self) {
+        self.0 = 0;
+    }
+
+    /// Counts a failure; true when it is not the first in a row.
+    fn failed(&mut self) -> bool {
+        self.0 = self.0.saturating_add(1);
+        self.0 > 1
     }
 }
 
@@ -385,5 +415,20 @@ pub fn register_metrics() {
     metrics::gauge!("sync_drift_sweeping").set(0.0);
     for kind in ["missing", "stale", "extra"] {
         metrics::gauge!("sync_drift_users", "kind" => kind).set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailuresInARow;
+
+    #[test]
+    fn only_a_failure_after_a_failure_is_repeated() {
+        let mut failures = FailuresInARow::default();
+        assert!(!failures.failed(), "the first failure");
+        assert!(failures.failed(), "the second in a row");
+        assert!(failures.failed(), "the third in a row");
+        failures.succeeded();
+        assert!(!failures.failed(), "the first after a success");
     }
 }
