@@ -180,6 +180,10 @@ fn summarise(latency: &Histogram<u64>, duration: Duration) -> Baseline {
     }
 }
 
+/// Observer reads a second worth a word in the note: the least setting
+/// (`LOADTEST_WATCH_RATE=1 LOADTEST_POLL_RATE=1`) reads about once a second.
+const OBSERVER_READS_OF_NOTE: f64 = 2.0;
+
 /// How the baseline was run, for `write_efficiency_conditions`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Conditions {
@@ -195,6 +199,9 @@ pub struct Conditions {
     /// The HTTP run's request rate limit, if any: then `write_efficiency`
     /// compares an offered rate with a capacity.
     pub http_rate_limit: Option<u64>,
+    /// The observer's reads of the copy per second of the HTTP run; the
+    /// baseline runs without them.
+    pub http_observer_reads_per_s: f64,
     pub note: String,
 }
 
@@ -204,7 +211,7 @@ impl Conditions {
         connections: usize,
         (create_weight, update_weight): (usize, usize),
         baseline: &Baseline,
-        http_rate_limit: Option<u64>,
+        (http_rate_limit, http_observer_reads_per_s): (Option<u64>, f64),
     ) -> Self {
         let mut note = match (when, sync) {
             (_, SyncState::Stopped) => "raw SQL (user-service's UserStore, store.rs) right after the load, notification-service stopped during both (LOADTEST_SYNC=stopped): user-service's relay publishes both runs' events to NATS, nothing applies them",
@@ -220,6 +227,11 @@ impl Conditions {
                 "; the HTTP writes were rate-limited ({limit} requests/s), so write_efficiency is not a ratio of capacities (LOADTEST_RATE=0 for that)"
             ));
         }
+        if http_observer_reads_per_s >= OBSERVER_READS_OF_NOTE {
+            note.push_str(&format!(
+                "; the HTTP writes shared the cores with the observer's {http_observer_reads_per_s:.0} reads/s of the copy, the baseline with none (LOADTEST_WATCH_RATE=1 LOADTEST_POLL_RATE=1 for like for like)"
+            ));
+        }
         Self {
             when,
             sync,
@@ -229,6 +241,7 @@ impl Conditions {
             writes: baseline.writes,
             duration_s: baseline.duration_s,
             http_rate_limit,
+            http_observer_reads_per_s,
             note,
         }
     }
@@ -259,7 +272,7 @@ mod tests {
             8,
             (1, 3),
             &b,
-            Some(50),
+            (Some(50), 0.0),
         );
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["when"], "after_load");
@@ -271,7 +284,13 @@ mod tests {
             "{}",
             c.note
         );
-        let c = Conditions::new((When::AfterSettle, SyncState::Running), 4, (1, 0), &b, None);
+        let c = Conditions::new(
+            (When::AfterSettle, SyncState::Running),
+            4,
+            (1, 0),
+            &b,
+            (None, 0.0),
+        );
         assert!(!c.note.contains("rate-limited"), "{}", c.note);
         assert_eq!(serde_json::to_value(&c).unwrap()["when"], "after_settle");
     }
@@ -279,7 +298,13 @@ mod tests {
     #[test]
     fn the_conditions_say_when_the_sync_was_stopped_for_both() {
         let b = summarise(&histogram(), Duration::from_secs(10));
-        let c = Conditions::new((When::AfterLoad, SyncState::Stopped), 6, (1, 3), &b, None);
+        let c = Conditions::new(
+            (When::AfterLoad, SyncState::Stopped),
+            6,
+            (1, 3),
+            &b,
+            (None, 0.0),
+        );
         assert_eq!(serde_json::to_value(&c).unwrap()["sync"], "stopped");
         assert!(
             c.note.contains("notification-service stopped during both"),
@@ -287,5 +312,31 @@ mod tests {
             c.note
         );
         assert!(!c.note.contains("still syncing"), "{}", c.note);
+    }
+
+    #[test]
+    fn the_conditions_name_the_observers_reads_when_they_loaded_the_http_run() {
+        let b = summarise(&histogram(), Duration::from_secs(10));
+        let conditions = |reads_per_s| {
+            Conditions::new(
+                (When::AfterSettle, SyncState::Running),
+                6,
+                (1, 3),
+                &b,
+                (None, reads_per_s),
+            )
+        };
+        let loaded = conditions(221.6);
+        assert!(
+            loaded.note.contains("observer's 222 reads/s of the copy"),
+            "{}",
+            loaded.note
+        );
+        assert_eq!(
+            serde_json::to_value(&loaded).unwrap()["http_observer_reads_per_s"],
+            221.6
+        );
+        let quiet = conditions(1.2);
+        assert!(!quiet.note.contains("observer"), "{}", quiet.note);
     }
 }

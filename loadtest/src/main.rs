@@ -331,6 +331,9 @@ async fn one_run(settings: &Settings) -> Result<bool> {
             .is_none_or(|b| b.consistency.in_sync());
     #[allow(clippy::cast_precision_loss)]
     let write_rps = writes as f64 / load_time.as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let observer_reads_per_s =
+        tracker.reads.load(Ordering::Relaxed) as f64 / load_time.as_secs_f64();
     let summary = {
         let propagation = lock(&tracker.propagation);
         let http_latency = lock(&tracker.write_latency);
@@ -371,7 +374,7 @@ async fn one_run(settings: &Settings) -> Result<bool> {
                     concurrency,
                     (settings.create_weight, settings.update_weight),
                     &r,
-                    rate_limit,
+                    (rate_limit, observer_reads_per_s),
                 )
             }),
             raw_sql_rps: raw.map(|r| r.rps),
