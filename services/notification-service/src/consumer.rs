@@ -43,7 +43,7 @@ use async_nats::jetstream::{
 use chrono::Utc;
 use events::{EventType, UserEvent};
 use futures::StreamExt;
-use service_kit::nats::NatsConfig;
+use service_kit::{nats::NatsConfig, telemetry::FailuresInARow};
 use tokio::{sync::mpsc, task::JoinSet};
 
 use crate::{
@@ -134,20 +134,26 @@ impl Consumer {
     /// but not acknowledged are redelivered to the next run.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // The first failure is logged at `info`: on a cluster whose accounts
+        // let only user-service create the stream, a notification-service
+        // started first is refused until user-service has.
+        let mut failures = FailuresInARow::default();
         let (stream, consumer) = loop {
             tokio::select! {
                 () = &mut shutdown => return,
-                setup = tokio::time::timeout(SETUP_TIMEOUT, self.setup()) => match setup {
-                    Ok(Ok(ready)) => break ready,
-                    Err(_) => {
-                        tracing::warn!("JetStream did not answer within {SETUP_TIMEOUT:?}; retrying");
-                        tokio::time::sleep(SETUP_RETRY).await;
+                setup = tokio::time::timeout(SETUP_TIMEOUT, self.setup()) => {
+                    let error = match setup {
+                        Ok(Ok(ready)) => break ready,
+                        Err(_) => format!("JetStream did not answer within {SETUP_TIMEOUT:?}"),
+                        Ok(Err(e)) => format!("{e:#}"),
+                    };
+                    if failures.failed() {
+                        tracing::warn!(error, "JetStream still not ready; retrying");
+                    } else {
+                        tracing::info!(error, "JetStream not ready (the stream may not exist yet); retrying");
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = format!("{e:#}"), "JetStream not ready; retrying");
-                        tokio::time::sleep(SETUP_RETRY).await;
-                    }
-                },
+                    tokio::time::sleep(SETUP_RETRY).await;
+                }
             }
         };
         tracing::info!(consumer = %self.config.name, stream = %self.nats.stream, "consuming");

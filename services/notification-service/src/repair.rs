@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use events::{EventType, UserEvent, UserPayload, drift::Fields};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use service_kit::telemetry::FailuresInARow;
 
 use crate::store::{Mode, Notification, NotificationStore, Write};
 
@@ -310,25 +311,6 @@ pub async fn watch_drift(
     }
 }
 
-/// Failed drift checks in a row. Only a repeated failure is worth a warning:
-/// the first may be user-service still starting (the stack starts
-/// notification-service first) or restarting, and the next check is one
-/// interval away.
-#[derive(Debug, Default)]
-struct FailuresInARow(u32);
-
-impl FailuresInARow {
-    fn succeeded(&mut self) {
-        self.0 = 0;
-    }
-
-    /// Counts a failure; true when it is not the first in a row.
-    fn failed(&mut self) -> bool {
-        self.0 = self.0.saturating_add(1);
-        self.0 > 1
-    }
-}
-
 fn export_drift(drift: &Drift) {
     #[allow(clippy::cast_precision_loss)]
     for (kind, n) in [
@@ -415,20 +397,5 @@ pub fn register_metrics() {
     metrics::gauge!("sync_drift_sweeping").set(0.0);
     for kind in ["missing", "stale", "extra"] {
         metrics::gauge!("sync_drift_users", "kind" => kind).set(0.0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FailuresInARow;
-
-    #[test]
-    fn only_a_failure_after_a_failure_is_repeated() {
-        let mut failures = FailuresInARow::default();
-        assert!(!failures.failed(), "the first failure");
-        assert!(failures.failed(), "the second in a row");
-        assert!(failures.failed(), "the third in a row");
-        failures.succeeded();
-        assert!(!failures.failed(), "the first after a success");
     }
 }

@@ -1,5 +1,7 @@
 //! Tracing set up once from the environment: `RUST_LOG` filters (default
-//! `info`), `LOG_FORMAT=json` switches to one JSON object per line.
+//! `info`), `LOG_FORMAT=json` switches to one JSON object per line; and
+//! [`FailuresInARow`], which tells a retried failure worth a warning from
+//! one that is not.
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -15,5 +17,38 @@ pub fn init(default_filter: &str) {
             .init();
     } else {
         registry.with(fmt::layer()).init();
+    }
+}
+
+/// Failures of one retried step in a row. Only a repeated failure is worth a
+/// warning: the first is often a peer still starting or restarting (the
+/// stack starts the services in any order), and the retry is moments away.
+#[derive(Debug, Default)]
+pub struct FailuresInARow(u32);
+
+impl FailuresInARow {
+    pub fn succeeded(&mut self) {
+        self.0 = 0;
+    }
+
+    /// Counts a failure; true when it is not the first in a row.
+    pub fn failed(&mut self) -> bool {
+        self.0 = self.0.saturating_add(1);
+        self.0 > 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailuresInARow;
+
+    #[test]
+    fn only_a_failure_after_a_failure_is_repeated() {
+        let mut failures = FailuresInARow::default();
+        assert!(!failures.failed(), "the first failure");
+        assert!(failures.failed(), "the second in a row");
+        assert!(failures.failed(), "the third in a row");
+        failures.succeeded();
+        assert!(!failures.failed(), "the first after a success");
     }
 }
